@@ -1,0 +1,299 @@
+/* fp32 reference implementation of core/ops.h. */
+#include "core/ops.h"
+#include "core/threadpool.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- linear ----------------------------------------------------------------
+ * Work is split over blocks of output features. A task widens its block of
+ * weight rows to fp32 once, then sweeps all input rows through a 4x2 register
+ * kernel that keeps 8 partial sums per dot product (summation order differs
+ * from a plain loop only by fp32 rounding). */
+
+/* GCC vector type; without AVX it lowers to pairs of SSE ops. The helpers are
+ * always inlined, so the -Wpsabi note about passing it by value does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v8f __attribute__((vector_size(32)));
+#define LIN_NB 16 /* weight rows per task */
+
+static inline __attribute__((always_inline)) v8f load8(const float *p)
+{
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) float hsum8(const v8f *pv)
+{
+    v8f v = *pv;
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+static void kernel_4x2(const float *x, int64_t ldx, const float *w, int64_t K, float out[4][2])
+{
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
+    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx, *w0 = w, *w1 = w + K;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        v8f b0 = load8(w0 + k), b1 = load8(w1 + k), v;
+        v = load8(x0 + k); a00 += v * b0; a01 += v * b1;
+        v = load8(x1 + k); a10 += v * b0; a11 += v * b1;
+        v = load8(x2 + k); a20 += v * b0; a21 += v * b1;
+        v = load8(x3 + k); a30 += v * b0; a31 += v * b1;
+    }
+    float s[4][2] = {{hsum8(&a00), hsum8(&a01)}, {hsum8(&a10), hsum8(&a11)},
+                     {hsum8(&a20), hsum8(&a21)}, {hsum8(&a30), hsum8(&a31)}};
+    for (; k < K; k++)
+        for (int i = 0; i < 4; i++) {
+            s[i][0] += x[i * ldx + k] * w0[k];
+            s[i][1] += x[i * ldx + k] * w1[k];
+        }
+    memcpy(out, s, sizeof s);
+}
+
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+static float dot1(const float *a, const float *b, int64_t K)
+{
+    v8f acc = {0};
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) acc += load8(a + k) * load8(b + k);
+    float s = hsum8(&acc);
+    for (; k < K; k++) s += a[k] * b[k];
+    return s;
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t M;
+    const vlm_weight *W;
+    const float *bias;
+    int64_t nb;
+} linear_job;
+
+static void widen_rows(const vlm_weight *W, int64_t r0, int64_t nr, float *dst)
+{
+    const size_t K = (size_t)W->cols;
+    switch (W->dtype) {
+    case VLM_DT_BF16: {
+        const uint16_t *s = (const uint16_t *)W->data + (size_t)r0 * K;
+        for (size_t i = 0; i < (size_t)nr * K; i++) dst[i] = vlm_bf16_to_f32(s[i]);
+        break;
+    }
+    case VLM_DT_F16: {
+        const uint16_t *s = (const uint16_t *)W->data + (size_t)r0 * K;
+        for (size_t i = 0; i < (size_t)nr * K; i++) dst[i] = vlm_f16_to_f32(s[i]);
+        break;
+    }
+    default:
+        memcpy(dst, (const float *)W->data + (size_t)r0 * K, (size_t)nr * K * sizeof(float));
+        break;
+    }
+}
+
+static void linear_task(void *ctx, int64_t b, int64_t e)
+{
+    const linear_job *j = ctx;
+    const int64_t K = j->W->cols, N = j->W->rows, M = j->M;
+    float *wbuf = NULL;
+    if (j->W->dtype != VLM_DT_F32) wbuf = malloc((size_t)j->nb * (size_t)K * sizeof(float));
+    for (int64_t blk = b; blk < e; blk++) {
+        int64_t n0 = blk * j->nb, nr = N - n0 < j->nb ? N - n0 : j->nb;
+        const float *w;
+        if (wbuf) {
+            widen_rows(j->W, n0, nr, wbuf);
+            w = wbuf;
+        } else {
+            w = (const float *)j->W->data + (size_t)n0 * (size_t)K;
+        }
+        int64_t m = 0;
+        for (; m + 4 <= M; m += 4) {
+            int64_t n = 0;
+            for (; n + 2 <= nr; n += 2) {
+                float o[4][2];
+                kernel_4x2(j->x + m * K, K, w + n * K, K, o);
+                for (int i = 0; i < 4; i++) {
+                    j->y[(m + i) * N + n0 + n] = o[i][0];
+                    j->y[(m + i) * N + n0 + n + 1] = o[i][1];
+                }
+            }
+            for (; n < nr; n++)
+                for (int i = 0; i < 4; i++) j->y[(m + i) * N + n0 + n] = dot1(j->x + (m + i) * K, w + n * K, K);
+        }
+        for (; m < M; m++)
+            for (int64_t n = 0; n < nr; n++) j->y[m * N + n0 + n] = dot1(j->x + m * K, w + n * K, K);
+        if (j->bias)
+            for (int64_t mm = 0; mm < M; mm++)
+                for (int64_t n = 0; n < nr; n++) j->y[mm * N + n0 + n] += j->bias[n0 + n];
+    }
+    free(wbuf);
+}
+
+void vlm_op_linear(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
+{
+    if (M <= 0 || W->rows <= 0) return;
+    vlm_pool *pool = vlm_pool_default();
+    int threads = vlm_pool_threads(pool);
+    int64_t nb = LIN_NB;
+    /* small outputs: smaller blocks so every thread gets work */
+    while (nb > 2 && (W->rows + nb - 1) / nb < 4 * threads) nb /= 2;
+    linear_job j = {y, x, M, W, bias, nb};
+    vlm_pool_for(pool, (W->rows + nb - 1) / nb, 1, linear_task, &j);
+}
+
+void vlm_op_weight_row(const vlm_weight *W, int64_t r, float *dst) { widen_rows(W, r, 1, dst); }
+
+/* ---- norms and pointwise ---------------------------------------------------- */
+
+void vlm_op_layernorm(float *y, const float *x, int64_t M, int64_t D, const float *gamma, const float *beta, float eps)
+{
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * D;
+        float *yr = y + m * D;
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < D; i++) mean += xr[i];
+        mean /= (double)D;
+        for (int64_t i = 0; i < D; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+        var /= (double)D;
+        float rstd = (float)(1.0 / sqrt(var + eps)), mf = (float)mean;
+        for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - mf) * rstd * gamma[i] + (beta ? beta[i] : 0.0f);
+    }
+}
+
+void vlm_op_rmsnorm(float *y, const float *x, int64_t M, int64_t D, const float *gamma, float eps)
+{
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * D;
+        float *yr = y + m * D;
+        double ss = 0;
+        for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+        float r = (float)(1.0 / sqrt(ss / (double)D + eps));
+        for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] * r) * gamma[i];
+    }
+}
+
+void vlm_op_gelu_tanh(float *x, int64_t n)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void vlm_op_gelu_erf(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void vlm_op_silu_mul(float *g, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * up[i];
+}
+
+void vlm_op_softmax(float *x, int64_t n)
+{
+    if (n <= 0) return;
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void vlm_op_add(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+/* ---- RoPE ------------------------------------------------------------------ */
+
+void vlm_rope_angles(float *cos_out, float *sin_out, int64_t pos, int dim, float theta)
+{
+    for (int i = 0; i < dim / 2; i++) {
+        float expo = (float)(2 * i) / (float)dim;
+        float inv_freq = (float)(1.0 / (double)powf(theta, expo));
+        float ang = (float)pos * inv_freq;
+        cos_out[i] = (float)cos((double)ang);
+        sin_out[i] = (float)sin((double)ang);
+    }
+}
+
+void vlm_op_rope_neox(float *x, int n_heads, int64_t head_stride, int dim, const float *cos, const float *sin)
+{
+    int h2 = dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + h * head_stride;
+        for (int i = 0; i < h2; i++) {
+            float a = v[i], b = v[i + h2];
+            v[i] = a * cos[i] - b * sin[i];
+            v[i + h2] = b * cos[i] + a * sin[i];
+        }
+    }
+}
+
+void vlm_op_rope_interleaved(float *x, int n_heads, int64_t head_stride, int dim, const float *cos, const float *sin)
+{
+    int h2 = dim / 2;
+    float tmp[512];
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + h * head_stride;
+        for (int i = 0; i < h2; i++) {
+            float a = v[2 * i], b = v[2 * i + 1];
+            tmp[i] = a * cos[i] - b * sin[i];
+            tmp[i + h2] = b * cos[i] + a * sin[i];
+        }
+        memcpy(v, tmp, (size_t)dim * sizeof(float));
+    }
+}
+
+/* ---- attention ---------------------------------------------------------------
+ * One task per (query row, head); the score row lives in a per-task buffer, so
+ * no n_q x n_kv matrix is ever allocated. */
+
+typedef struct {
+    const vlm_attention_params *p;
+    const float *q, *k, *v;
+    float *out;
+} attn_job;
+
+static void attn_task(void *ctx, int64_t b, int64_t e)
+{
+    const attn_job *j = ctx;
+    const vlm_attention_params *p = j->p;
+    float *s = malloc((size_t)p->n_kv * sizeof(float));
+    if (!s) return;
+    int group = p->n_heads / p->n_kv_heads;
+    for (int64_t t = b; t < e; t++) {
+        int64_t i = t / p->n_heads;
+        int h = (int)(t % p->n_heads), g = h / group;
+        const float *qi = j->q + i * p->q_stride + (int64_t)h * p->qk_dim;
+        int64_t n = p->causal ? p->q_pos0 + i + 1 : p->n_kv;
+        if (n > p->n_kv) n = p->n_kv;
+        for (int64_t jj = 0; jj < n; jj++)
+            s[jj] = dot1(qi, j->k + jj * p->k_stride + (int64_t)g * p->qk_dim, p->qk_dim) * p->scale;
+        vlm_op_softmax(s, n);
+        float *o = j->out + i * p->o_stride + (int64_t)h * p->v_dim;
+        memset(o, 0, (size_t)p->v_dim * sizeof(float));
+        for (int64_t jj = 0; jj < n; jj++) {
+            const float *vj = j->v + jj * p->v_stride + (int64_t)g * p->v_dim;
+            float w = s[jj];
+            for (int d = 0; d < p->v_dim; d++) o[d] += w * vj[d];
+        }
+    }
+    free(s);
+}
+
+void vlm_op_attention(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out)
+{
+    attn_job j = {p, q, k, v, out};
+    int64_t tasks = p->n_q * p->n_heads;
+    vlm_pool_for(vlm_pool_default(), tasks, tasks / 64 > 0 ? (tasks / 64 < 16 ? tasks / 64 : 16) : 1, attn_task, &j);
+}

@@ -1,0 +1,87 @@
+/* The whole DeepSeek-VL2 model: load a checkpoint folder, turn a conversation
+ * with images into token ids and input embeddings, run the decoder, generate. */
+#ifndef VLM_FUSION_MODEL_H
+#define VLM_FUSION_MODEL_H
+
+#include "fusion/config.h"
+#include "media/image.h"
+#include "text/chat_template.h"
+#include "text/decoder.h"
+#include "text/sampler.h"
+#include "text/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vlm_model vlm_model;
+
+typedef struct {
+    int n_threads;       /* 0 = one per CPU */
+    int64_t max_context; /* 0 = max_position_embeddings */
+} vlm_model_options;
+
+int vlm_model_load(const char *dir, const vlm_model_options *opt, vlm_model **out);
+void vlm_model_free(vlm_model *m);
+const vlm_vl2_config *vlm_model_config(const vlm_model *m);
+const vlm_tokenizer *vlm_model_tokenizer(const vlm_model *m); /* NULL if the folder has no tokenizer.json */
+const vlm_lm *vlm_model_lm(const vlm_model *m);
+int64_t vlm_model_context(const vlm_model *m);
+
+/* A request ready to run: each image's tiles and the prompt's token ids (image
+ * tokens expanded to the image id). */
+typedef struct {
+    int n_images;
+    vlm_image_tiles *images;
+    int32_t *ids;
+    int64_t n_ids;
+} vlm_request;
+void vlm_request_free(vlm_request *r);
+
+/* Preprocesses images (tiling only when the request holds <= 2 images, as the official processor). */
+int vlm_model_prepare_images(const vlm_model *m, const vlm_image *images, int n_images, vlm_request *r);
+/* Preprocesses the images and applies the chat template; `<image>` markers in user
+ * messages take the images in order and must match n_images. */
+int vlm_model_build_request(const vlm_model *m, const vlm_chat_message *msgs, int n_msgs, const vlm_image *images,
+                            int n_images, vlm_request *out);
+int64_t vlm_request_tiles(const vlm_request *r);
+
+typedef struct {
+    float *vision_output;    /* NULL or [tiles, grid*grid, vision width] */
+    float *projector_output; /* NULL or [tiles, side*side, hidden] */
+} vlm_vision_trace;
+/* inputs_embeds: [r->n_ids, hidden]; the image-token positions get the image features. */
+int vlm_model_embed(const vlm_model *m, const vlm_request *r, float *inputs_embeds, vlm_vision_trace *trace);
+
+typedef struct {
+    int max_new_tokens;
+    vlm_sampler_params sampler;
+    int ignore_eos;
+    /* called after each new token; return non-zero to stop */
+    int (*on_token)(void *user, int32_t id);
+    void *user;
+    /* optional captures (verification) */
+    float *step_logits;     /* [max_new_tokens, vocab]: the logits each token was chosen from */
+    float *prompt_logits;   /* [n_ids, vocab]: logits at every prompt position */
+    vlm_lm_trace *prompt_trace;
+    float *inputs_embeds;   /* if set, used instead of computing them (verify's stage isolation) */
+    vlm_vision_trace *vision_trace;
+} vlm_generate_options;
+
+typedef enum { VLM_STOP_LENGTH, VLM_STOP_EOS, VLM_STOP_CALLBACK, VLM_STOP_CONTEXT } vlm_stop_reason;
+
+typedef struct {
+    int32_t *ids; /* generated ids (eos included when it stopped on eos) */
+    int64_t n_ids;
+    int64_t prompt_tokens, image_tokens;
+    vlm_stop_reason stop;
+    double vision_ms, prefill_ms, decode_ms;
+} vlm_generation;
+void vlm_generation_free(vlm_generation *g);
+
+int vlm_model_generate(const vlm_model *m, const vlm_request *r, const vlm_generate_options *opt, vlm_generation *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

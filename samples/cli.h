@@ -1,0 +1,19 @@
+/* Shared pieces of the vlm command-line program. */
+#ifndef VLM_SAMPLES_CLI_H
+#define VLM_SAMPLES_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+int vlm_cmd_ask(int argc, char **argv);
+int vlm_cmd_verify(int argc, char **argv);
+int vlm_cmd_tokenize(int argc, char **argv);
+int vlm_cmd_detokenize(int argc, char **argv);
+
+/* Prints "vlm <cmd>: <message>" for the library's last error and returns 1. */
+int cli_fail(const char *cmd);
+/* Parses a whole decimal integer/float option value; prints an error and returns -1 if invalid. */
+int cli_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out);
+int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
+
+#endif

@@ -1,0 +1,38 @@
+/* vlm: ask questions about images with vision-language models. */
+#include "samples/cli.h"
+
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fputs("usage: vlm <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  ask         answer a question about images:  vlm ask -m <model dir> -i photo.jpg \"question\"\n"
+          "  verify      check a golden case:  vlm verify --model <dir> --input <case dir> --golden <file>\n"
+          "  tokenize    show token ids:  vlm tokenize -m <model dir> \"text\"\n"
+          "  detokenize  ids to text:  vlm detokenize -m <model dir> <id>...\n"
+          "\n"
+          "`vlm <command> --help` shows a command's options.\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "ask")) return vlm_cmd_ask(argc - 1, argv + 1);
+    if (!strcmp(cmd, "verify")) return vlm_cmd_verify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return vlm_cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "detokenize")) return vlm_cmd_detokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "vlm: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,43 @@
+/* Multi-head attention of DeepSeek-VL2-Tiny: transformers 4.38.2 LlamaAttention
+ * (q/k/v/o projections, NeoX rotate_half RoPE over the whole head, GQA head
+ * mapping, causal softmax(q k^T / sqrt(head_dim)) v). K and V go to the cache. */
+#include "text/lm_internal.h"
+
+#include "core/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int vlm_attn_mha_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_step *s, const float *x, float *out)
+{
+    const vlm_lm_config *cfg = &lm->cfg;
+    const vlm_attn_w *a = &lm->layers[l].attn;
+    const int nh = cfg->num_attention_heads, nkv = cfg->num_key_value_heads, hd = lm->head_dim;
+    const int64_t T = s->T, qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
+    float *q = malloc((size_t)(T * qd) * sizeof(float));
+    float *o = malloc((size_t)(T * qd) * sizeof(float));
+    if (!q || !o) {
+        free(q);
+        free(o);
+        return vlm_errorf(VLM_ERR_NOMEM, "attention: out of memory for %lld tokens", (long long)T);
+    }
+    float *K = vlm_kv_rows(c, l, 0) + s->pos0 * kvd, *V = vlm_kv_rows(c, l, 1) + s->pos0 * kvd;
+    vlm_op_linear(q, x, T, &a->q, a->bq);
+    vlm_op_linear(K, x, T, &a->k, a->bk);
+    vlm_op_linear(V, x, T, &a->v, a->bv);
+    for (int64_t t = 0; t < T; t++) {
+        const float *cs = s->cos + t * (hd / 2), *sn = s->sin + t * (hd / 2);
+        vlm_op_rope_neox(q + t * qd, nh, hd, hd, cs, sn);
+        vlm_op_rope_neox(K + t * kvd, nkv, hd, hd, cs, sn);
+    }
+    vlm_attention_params p = {
+        .n_q = T, .n_kv = s->pos0 + T, .n_heads = nh, .n_kv_heads = nkv, .qk_dim = hd, .v_dim = hd,
+        .q_stride = qd, .k_stride = kvd, .v_stride = kvd, .o_stride = qd,
+        .causal = 1, .q_pos0 = s->pos0, .scale = (float)(1.0 / sqrt((double)hd)),
+    };
+    vlm_op_attention(&p, q, vlm_kv_rows(c, l, 0), vlm_kv_rows(c, l, 1), o);
+    vlm_op_linear(out, o, T, &a->o, a->bo);
+    free(q);
+    free(o);
+    return VLM_OK;
+}

@@ -1,0 +1,66 @@
+/* The DeepSeek-V2-style Mixture-of-Experts text decoder of DeepSeek-VL2
+ * (models/modeling_deepseek.py): MHA (Tiny, through transformers' LlamaAttention)
+ * or MLA (Small/Base, DeepseekV2Attention), dense MLP in the first layers, MoE
+ * with shared experts after that, RMSNorm, untied lm_head. fp32 reference path
+ * on the ops of core/ops.h; weights stay in the checkpoint mapping. */
+#ifndef VLM_TEXT_DECODER_H
+#define VLM_TEXT_DECODER_H
+
+#include <stdint.h>
+
+#include "core/checkpoint.h"
+#include "text/lm_config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vlm_lm vlm_lm;
+
+/* prefix: "language." for DeepSeek-VL2 checkpoints (tensors language.model.layers.N...., language.lm_head.weight),
+ * "" for a plain DeepseekV2ForCausalLM. Every tensor the config implies is checked for presence, dtype and shape
+ * (errors name the tensor, the expected and the found shape). The checkpoint must outlive the model. */
+int vlm_lm_load(const vlm_checkpoint *ck, const char *prefix, const vlm_lm_config *cfg, vlm_lm **out);
+void vlm_lm_free(vlm_lm *lm);
+const vlm_lm_config *vlm_lm_get_config(const vlm_lm *lm);
+/* Number of MoE layers (the first dimension of the routing traces). */
+int vlm_lm_n_moe_layers(const vlm_lm *lm);
+/* MLA only: 1 (default) = weight-absorbed attention over the compressed cache, as the official
+ * DeepseekV2Attention; 0 = expand k = [W_UK ckv ; k_pe], v = W_UV ckv for every cached token.
+ * Both read the same cache. Ignored for MHA. Not thread-safe against a running forward. */
+void vlm_lm_set_mla_absorbed(vlm_lm *lm, int absorbed);
+
+/* Token embeddings [n, hidden]; an id outside [0, vocab) is an error. */
+int vlm_lm_embed(const vlm_lm *lm, const int32_t *ids, int64_t n, float *out);
+
+/* Per-layer cache. MHA: K and V (num_key_value_heads * head_dim each) per token;
+ * MLA: the normed compressed kv (kv_lora_rank) followed by the roped k_pe (qk_rope_head_dim). */
+typedef struct vlm_kv_cache vlm_kv_cache;
+int vlm_kv_cache_create(const vlm_lm *lm, int64_t max_tokens, vlm_kv_cache **out);
+void vlm_kv_cache_free(vlm_kv_cache *c);
+void vlm_kv_cache_reset(vlm_kv_cache *c);
+/* Forget everything after the first n tokens (n <= current length). */
+int vlm_kv_cache_truncate(vlm_kv_cache *c, int64_t n);
+int64_t vlm_kv_cache_len(const vlm_kv_cache *c);
+int64_t vlm_kv_cache_capacity(const vlm_kv_cache *c);
+
+typedef struct {
+    float *hidden_states;     /* NULL or [(L+1), T, H]: HF output_hidden_states: [0]=inputs, [i]=output of layer i-1, [L]=after final norm */
+    int32_t *routing_idx;     /* NULL or [n_moe_layers, T, top_k]: chosen experts per MoE layer, sorted ascending */
+    float *routing_weight;    /* NULL or same shape: combine weights in the same order */
+    float *routing_gap;       /* NULL or [n_moe_layers, T]: selection score of k-th minus (k+1)-th expert */
+    const int32_t *force_idx; /* NULL or [n_moe_layers, T, top_k]: where force_mask[l*T+t] != 0 use these experts instead of the top-k */
+    const uint8_t *force_mask;
+} vlm_lm_trace;
+
+/* Appends T tokens (their input embeddings [T, H]) after the cache's current length, positions continuing from it.
+ * logits: [T, vocab] if all_logits else [vocab] for the last row only (may be NULL to skip the lm_head).
+ * T + cache length > capacity is an error (VLM_ERR_LIMIT) and leaves the cache unchanged; on any error the
+ * cache length is unchanged. trace may be NULL. */
+int vlm_lm_forward(const vlm_lm *lm, vlm_kv_cache *cache, const float *embeds, int64_t T, float *logits, int all_logits,
+                   vlm_lm_trace *trace);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,157 @@
+/* Logits processing and sampling (order and semantics in sampler.h). */
+#include "text/sampler.h"
+
+#include "core/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    float v;
+    int32_t i;
+} cand;
+
+struct vlm_sampler {
+    vlm_sampler_params p;
+    int vocab;
+    uint64_t st[4];
+    uint8_t *seen;
+    cand *c;
+};
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro_next(uint64_t s[4])
+{
+    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+/* uniform in [0, 1) with 53 random bits */
+static double next_unit(vlm_sampler *s) { return (double)(xoshiro_next(s->st) >> 11) * 0x1.0p-53; }
+
+int vlm_sampler_create(const vlm_sampler_params *p, int vocab, vlm_sampler **out)
+{
+    *out = NULL;
+    if (!p || vocab <= 0) return vlm_errorf(VLM_ERR_INVALID, "sampler: needs parameters and a positive vocabulary size");
+    if (!(p->temperature >= 0) || isinf(p->temperature))
+        return vlm_errorf(VLM_ERR_INVALID, "sampler: temperature %g must be a finite value >= 0", (double)p->temperature);
+    if (p->top_k < 0) return vlm_errorf(VLM_ERR_INVALID, "sampler: top_k %d must be >= 0", p->top_k);
+    if (!(p->top_p >= 0 && p->top_p <= 1))
+        return vlm_errorf(VLM_ERR_INVALID, "sampler: top_p %g must be in [0, 1]", (double)p->top_p);
+    if (!(p->repetition_penalty >= 0) || isinf(p->repetition_penalty))
+        return vlm_errorf(VLM_ERR_INVALID, "sampler: repetition_penalty %g must be a finite value > 0",
+                          (double)p->repetition_penalty);
+    vlm_sampler *s = calloc(1, sizeof *s);
+    if (!s) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    s->seen = calloc((size_t)vocab, 1);
+    s->c = malloc((size_t)vocab * sizeof *s->c);
+    if (!s->seen || !s->c) {
+        vlm_sampler_free(s);
+        return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    }
+    s->p = *p;
+    s->vocab = vocab;
+    uint64_t x = p->seed;
+    for (int i = 0; i < 4; i++) s->st[i] = splitmix64(&x);
+    *out = s;
+    return VLM_OK;
+}
+
+void vlm_sampler_free(vlm_sampler *s)
+{
+    if (!s) return;
+    free(s->seen);
+    free(s->c);
+    free(s);
+}
+
+static void repetition_penalty(vlm_sampler *s, float *logits, const int32_t *hist, int64_t n)
+{
+    const float pen = s->p.repetition_penalty;
+    if (pen == 0.0f || pen == 1.0f || !hist) return;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t id = hist[i];
+        if (id < 0 || id >= s->vocab || s->seen[id]) continue;
+        s->seen[id] = 1;
+        logits[id] = logits[id] < 0 ? logits[id] * pen : logits[id] / pen;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (hist[i] >= 0 && hist[i] < s->vocab) s->seen[hist[i]] = 0;
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+int32_t vlm_sampler_sample(vlm_sampler *s, float *logits, const int32_t *history, int64_t n_history)
+{
+    if (!s || !logits) return vlm_errorf(VLM_ERR_INVALID, "sampler: no logits");
+    const int V = s->vocab;
+    repetition_penalty(s, logits, history, n_history);
+
+    if (s->p.temperature == 0.0f) {
+        int32_t best = -1;
+        for (int i = 0; i < V; i++)
+            if (!isnan(logits[i]) && (best < 0 || logits[i] > logits[best])) best = i;
+        if (best < 0) return vlm_errorf(VLM_ERR_INVALID, "sampler: every logit is NaN");
+        return best;
+    }
+
+    int n = 0;
+    for (int i = 0; i < V; i++) {
+        float v = logits[i] / s->p.temperature;
+        logits[i] = v;
+        if (!isnan(v) && v != -INFINITY) s->c[n++] = (cand){v, i};
+    }
+    if (n == 0) return vlm_errorf(VLM_ERR_INVALID, "sampler: no token has a finite logit");
+    qsort(s->c, (size_t)n, sizeof *s->c, cmp_cand);
+
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        float kth = s->c[s->p.top_k - 1].v;
+        int keep = s->p.top_k;
+        while (keep < n && s->c[keep].v >= kth) keep++;
+        n = keep;
+    }
+    /* probabilities relative to the best token; normalised by their sum below */
+    double *p = malloc((size_t)n * sizeof(double));
+    if (!p) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    double sum = 0;
+    for (int j = 0; j < n; j++) sum += p[j] = exp((double)s->c[j].v - (double)s->c[0].v);
+    if (s->p.top_p > 0.0f && s->p.top_p < 1.0f) {
+        double before = 0, lim = (double)s->p.top_p * sum;
+        int keep = 0;
+        while (keep < n && (keep == 0 || before < lim)) before += p[keep++];
+        n = keep;
+        sum = before;
+    }
+    double u = next_unit(s) * sum, acc = 0;
+    int32_t pick = s->c[n - 1].i;
+    for (int j = 0; j < n; j++) {
+        acc += p[j];
+        if (u < acc) {
+            pick = s->c[j].i;
+            break;
+        }
+    }
+    free(p);
+    return pick;
+}
