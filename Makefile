@@ -25,7 +25,7 @@ VLM_TEST_DATA ?= $(CURDIR)/tests/data
 
 # Debian packages needed to build and test (installed by `make deps` when missing).
 DEB_PKGS = build-essential pkg-config libjpeg62-turbo-dev libpng-dev libcjson-dev libpcre2-dev \
-           libgtest-dev
+           libgtest-dev zlib1g-dev
 
 .PHONY: all lib cli tests test unit-test asan-test demo deps bench install clean
 all: lib cli
@@ -53,7 +53,7 @@ $(BUILD)/vlm: $(CLI_OBJS) $(BUILD)/libvlm.a
 	$(CC) $(SAN) -o $@ $(CLI_OBJS) $(BUILD)/libvlm.a $(LIBS)
 
 $(BUILD)/vlm_tests: $(TEST_OBJS) $(BUILD)/libvlm.a
-	$(CXX) $(SAN) -o $@ $(TEST_OBJS) $(BUILD)/libvlm.a -lgtest -lgtest_main $(LIBS)
+	$(CXX) $(SAN) -o $@ $(TEST_OBJS) $(BUILD)/libvlm.a -lgtest -lgtest_main $(LIBS) -lz
 
 tests: $(BUILD)/vlm_tests $(BUILD)/vlm
 

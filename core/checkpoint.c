@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,10 @@ int vlm_checkpoint_weight(const vlm_checkpoint *c, const char *name, int64_t row
     int64_t shape[2] = {rows, cols};
     int rc = vlm_checkpoint_get(c, name, 2, shape, &v);
     if (rc != VLM_OK) return rc;
+    /* weights are read in place by the kernels, so they must be aligned to their element size */
+    if ((uintptr_t)v->data % vlm_dtype_size(v->dtype))
+        return vlm_errorf(VLM_ERR_FORMAT, "tensor '%s' is not aligned to its %zu-byte elements in the file", name,
+                          vlm_dtype_size(v->dtype));
     out->dtype = v->dtype;
     out->rows = rows;
     out->cols = cols;

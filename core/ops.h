@@ -57,7 +57,8 @@ typedef struct {
     int64_t q_pos0;
     float scale;
 } vlm_attention_params;
-void vlm_op_attention(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out);
+/* Returns 0, or VLM_ERR_NOMEM / VLM_ERR_INVALID. */
+int vlm_op_attention(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out);
 
 #ifdef __cplusplus
 }

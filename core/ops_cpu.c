@@ -1,5 +1,6 @@
 /* fp32 reference implementation of core/ops.h. */
 #include "core/ops.h"
+#include "core/error.h"
 #include "core/threadpool.h"
 
 #include <math.h>
@@ -255,21 +256,35 @@ void vlm_op_rope_interleaved(float *x, int n_heads, int64_t head_stride, int dim
 }
 
 /* ---- attention ---------------------------------------------------------------
- * One task per (query row, head); the score row lives in a per-task buffer, so
- * no n_q x n_kv matrix is ever allocated. */
+ * Tasks are (query row, head) pairs; each chunk of tasks owns one score row of
+ * n_kv floats, so no n_q x n_kv matrix is ever allocated. */
 
 typedef struct {
     const vlm_attention_params *p;
     const float *q, *k, *v;
     float *out;
+    float *scores; /* [n_chunks, n_kv] */
+    int64_t grain;
 } attn_job;
+
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+static void axpy(float *y, float a, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    v8f av = {a, a, a, a, a, a, a, a};
+    for (; i + 8 <= n; i += 8) {
+        v8f yv = load8(y + i);
+        yv += av * load8(x + i);
+        memcpy(y + i, &yv, sizeof yv);
+    }
+    for (; i < n; i++) y[i] += a * x[i];
+}
 
 static void attn_task(void *ctx, int64_t b, int64_t e)
 {
     const attn_job *j = ctx;
     const vlm_attention_params *p = j->p;
-    float *s = malloc((size_t)p->n_kv * sizeof(float));
-    if (!s) return;
+    float *s = j->scores + (b / j->grain) * p->n_kv;
     int group = p->n_heads / p->n_kv_heads;
     for (int64_t t = b; t < e; t++) {
         int64_t i = t / p->n_heads;
@@ -282,18 +297,23 @@ static void attn_task(void *ctx, int64_t b, int64_t e)
         vlm_op_softmax(s, n);
         float *o = j->out + i * p->o_stride + (int64_t)h * p->v_dim;
         memset(o, 0, (size_t)p->v_dim * sizeof(float));
-        for (int64_t jj = 0; jj < n; jj++) {
-            const float *vj = j->v + jj * p->v_stride + (int64_t)g * p->v_dim;
-            float w = s[jj];
-            for (int d = 0; d < p->v_dim; d++) o[d] += w * vj[d];
-        }
+        for (int64_t jj = 0; jj < n; jj++) axpy(o, s[jj], j->v + jj * p->v_stride + (int64_t)g * p->v_dim, p->v_dim);
     }
-    free(s);
 }
 
-void vlm_op_attention(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out)
+int vlm_op_attention(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out)
 {
-    attn_job j = {p, q, k, v, out};
-    int64_t tasks = p->n_q * p->n_heads;
-    vlm_pool_for(vlm_pool_default(), tasks, tasks / 64 > 0 ? (tasks / 64 < 16 ? tasks / 64 : 16) : 1, attn_task, &j);
+    const int64_t tasks = p->n_q * p->n_heads;
+    if (tasks <= 0) return VLM_OK;
+    if (p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
+        return vlm_errorf(VLM_ERR_INVALID, "attention: %d heads cannot share %d kv heads", p->n_heads, p->n_kv_heads);
+    vlm_pool *pool = vlm_pool_default();
+    /* a few chunks per thread balance the causal triangle without many score rows */
+    int64_t max_chunks = 8 * (int64_t)vlm_pool_threads(pool), grain = (tasks + max_chunks - 1) / max_chunks;
+    int64_t n_chunks = (tasks + grain - 1) / grain;
+    attn_job j = {p, q, k, v, out, malloc((size_t)(n_chunks * p->n_kv) * sizeof(float)), grain};
+    if (!j.scores) return vlm_errorf(VLM_ERR_NOMEM, "out of memory for attention scores (%lld keys)", (long long)p->n_kv);
+    vlm_pool_for(pool, tasks, grain, attn_task, &j);
+    free(j.scores);
+    return VLM_OK;
 }

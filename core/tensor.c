@@ -79,20 +79,25 @@ uint16_t vlm_f32_to_f16(float f)
 int vlm_view_read_f32(const vlm_tensor_view *v, size_t first, size_t n, float *dst)
 {
     switch (v->dtype) {
-    case VLM_DT_F32: memcpy(dst, (const float *)v->data + first, n * sizeof(float)); return VLM_OK;
-    case VLM_DT_BF16: {
-        const uint16_t *s = (const uint16_t *)v->data + first;
-        for (size_t i = 0; i < n; i++) dst[i] = vlm_bf16_to_f32(s[i]);
-        return VLM_OK;
-    }
+    case VLM_DT_F32: memcpy(dst, (const char *)v->data + 4 * first, n * sizeof(float)); return VLM_OK;
+    /* element by element through memcpy: tensor data in a file need not be aligned */
+    case VLM_DT_BF16:
     case VLM_DT_F16: {
-        const uint16_t *s = (const uint16_t *)v->data + first;
-        for (size_t i = 0; i < n; i++) dst[i] = vlm_f16_to_f32(s[i]);
+        const char *s = (const char *)v->data + 2 * first;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = v->dtype == VLM_DT_BF16 ? vlm_bf16_to_f32(h) : vlm_f16_to_f32(h);
+        }
         return VLM_OK;
     }
     case VLM_DT_F64: {
-        const double *s = (const double *)v->data + first;
-        for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
+        const char *s = (const char *)v->data + 8 * first;
+        for (size_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, s + 8 * i, 8);
+            dst[i] = (float)d;
+        }
         return VLM_OK;
     }
     default:

@@ -209,7 +209,7 @@ int vlm_cmd_ask(int argc, char **argv)
     }
     const vlm_tokenizer *tok = vlm_model_tokenizer(m);
     sc.stream = !a.json && tok != NULL;
-    if (sc.stream && vlm_detok_stream_create(tok, 0, &sc.ds)) { rc = cli_fail("ask"); goto done; }
+    if (sc.stream && vlm_detok_stream_new(tok, 0, &sc.ds)) { rc = cli_fail("ask"); goto done; }
     vlm_generate_options go = {
         .max_new_tokens = (int)a.max_tokens,
         .sampler = {.temperature = (float)a.temperature, .top_k = (int)a.top_k, .top_p = (float)a.top_p,

@@ -51,10 +51,11 @@ static void check_f32(verify_ctx *v, const char *name, const float *mine, int64_
         report_shape(v, name, vlm_view_numel(g), n);
         return;
     }
-    const float *ref = g->data;
     double mx = 0;
     for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)mine[i] - ref[i]);
+        float r;
+        memcpy(&r, (const char *)g->data + 4 * i, 4);
+        double d = fabs((double)mine[i] - r);
         if (d > mx || isnan(d)) mx = isnan(d) ? INFINITY : d;
     }
     report(v, name, mx, tol, NULL);
@@ -63,8 +64,9 @@ static void check_f32(verify_ctx *v, const char *name, const float *mine, int64_
 static int64_t golden_int(const vlm_tensor_view *g, int64_t i)
 {
     switch (g->dtype) {
-    case VLM_DT_I64: return ((const int64_t *)g->data)[i];
-    case VLM_DT_I32: return ((const int32_t *)g->data)[i];
+    /* safetensors data need not be aligned: copy instead of dereferencing */
+    case VLM_DT_I64: { int64_t x; memcpy(&x, (const char *)g->data + 8 * i, 8); return x; }
+    case VLM_DT_I32: { int32_t x; memcpy(&x, (const char *)g->data + 4 * i, 4); return x; }
     case VLM_DT_U8: return ((const uint8_t *)g->data)[i];
     default: return 0;
     }
@@ -256,7 +258,9 @@ int vlm_cmd_verify(int argc, char **argv)
                 same &= force_idx[lt * k + j] == run.ridx[lt * k + j];
             }
             if (same) continue;
-            float gap = ggap && ggap->dtype == VLM_DT_F32 ? ((const float *)ggap->data)[lt] : INFINITY;
+            float gap = INFINITY;
+            if (ggap && ggap->dtype == VLM_DT_F32 && vlm_view_numel(ggap) == (int64_t)nm * T)
+                memcpy(&gap, (const char *)ggap->data + 4 * lt, 4);
             if (gap < NEAR_TIE_GAP) {
                 force_mask[lt] = 1;
                 near_tie_flips++;
@@ -290,7 +294,9 @@ int vlm_cmd_verify(int argc, char **argv)
                 double mx = 0;
                 for (int64_t i = 0; i < (int64_t)nm * T * k; i++)
                     if (run.ridx[i] == force_idx[i]) {
-                        double d = fabs((double)run.rweight[i] - ((const float *)gw->data)[i]);
+                        float r;
+                        memcpy(&r, (const char *)gw->data + 4 * i, 4);
+                        double d = fabs((double)run.rweight[i] - r);
                         mx = d > mx ? d : mx;
                     }
                 report(&v, "routing_topk_weight", mx, 1e-4, NULL);

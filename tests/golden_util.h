@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -59,8 +60,9 @@ struct File {
     if (!v) return out;
     for (int64_t i = 0; i < vlm_view_numel(v); i++) {
       switch (v->dtype) {
-        case VLM_DT_I64: out.push_back(((const int64_t *)v->data)[i]); break;
-        case VLM_DT_I32: out.push_back(((const int32_t *)v->data)[i]); break;
+        // safetensors data need not be aligned: copy instead of dereferencing
+        case VLM_DT_I64: { int64_t x; memcpy(&x, (const char *)v->data + 8 * i, 8); out.push_back(x); break; }
+        case VLM_DT_I32: { int32_t x; memcpy(&x, (const char *)v->data + 4 * i, 4); out.push_back(x); break; }
         case VLM_DT_U8: out.push_back(((const uint8_t *)v->data)[i]); break;
         default: ADD_FAILURE() << name << " is not an integer tensor"; return out;
       }

@@ -83,7 +83,10 @@ TEST_P(PreprocessGolden, PixelU8AndSpatialCropExact)
     vlm_preprocess_config_default(&cfg);
     const int cropping = vlm_tiling_cropping(int(gc.images.size()));
     const size_t tile_bytes = size_t(3) * 384 * 384;
-    const int64_t *crops = (const int64_t *)crop->data;
+    // safetensors data need not be 8-byte aligned: copy out.
+    std::vector<int64_t> crops(size_t(crop->nbytes / 8));
+    std::memcpy(crops.data(), crop->data, crops.size() * 8);
+    ASSERT_EQ(crops.size(), 2 * gc.images.size());
     std::vector<uint8_t> all;
     for (size_t k = 0; k < gc.images.size(); k++) {
         SCOPED_TRACE(gc.images[k]);

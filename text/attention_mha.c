@@ -35,9 +35,9 @@ int vlm_attn_mha_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_
         .q_stride = qd, .k_stride = kvd, .v_stride = kvd, .o_stride = qd,
         .causal = 1, .q_pos0 = s->pos0, .scale = (float)(1.0 / sqrt((double)hd)),
     };
-    vlm_op_attention(&p, q, vlm_kv_rows(c, l, 0), vlm_kv_rows(c, l, 1), o);
-    vlm_op_linear(out, o, T, &a->o, a->bo);
+    int rc = vlm_op_attention(&p, q, vlm_kv_rows(c, l, 0), vlm_kv_rows(c, l, 1), o);
+    if (rc == VLM_OK) vlm_op_linear(out, o, T, &a->o, a->bo);
     free(q);
     free(o);
-    return VLM_OK;
+    return rc;
 }

@@ -59,8 +59,8 @@ static int absorbed(const vlm_lm *lm, const vlm_attn_w *a, const mla_dims *d, co
         .q_stride = (int64_t)nh * row, .k_stride = row, .v_stride = row, .o_stride = (int64_t)nh * r,
         .causal = 1, .q_pos0 = s->pos0, .scale = (float)pow((double)qhd, -0.5),
     };
-    vlm_op_attention(&p, qabs, kv, kv, olat);
-    for (int h = 0; h < nh; h++) {
+    int rc = vlm_op_attention(&p, qabs, kv, kv, olat);
+    for (int h = 0; rc == VLM_OK && h < nh; h++) {
         for (int64_t t = 0; t < T; t++) memcpy(gin + t * r, olat + (t * nh + h) * r, (size_t)r * sizeof(float));
         vlm_weight uv = vlm_weight_rows(&a->kv_b, (int64_t)h * (nope + vd) + nope, vd);
         vlm_op_linear(gout, gin, T, &uv, NULL);
@@ -71,7 +71,7 @@ static int absorbed(const vlm_lm *lm, const vlm_attn_w *a, const mla_dims *d, co
     free(olat);
     free(gin);
     free(gout);
-    return VLM_OK;
+    return rc;
 }
 
 static int expanded(const vlm_attn_w *a, const mla_dims *d, const vlm_kv_cache *c, int l, const vlm_lm_step *s,
@@ -107,12 +107,12 @@ static int expanded(const vlm_attn_w *a, const mla_dims *d, const vlm_kv_cache *
         .q_stride = (int64_t)nh * qhd, .k_stride = (int64_t)nh * qhd, .v_stride = (int64_t)nh * vd,
         .o_stride = (int64_t)nh * vd, .causal = 1, .q_pos0 = s->pos0, .scale = (float)pow((double)qhd, -0.5),
     };
-    vlm_op_attention(&p, q, K, V, o);
+    int rc = vlm_op_attention(&p, q, K, V, o);
     free(lat);
     free(kvb);
     free(K);
     free(V);
-    return VLM_OK;
+    return rc;
 }
 
 int vlm_attn_mla_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_step *s, const float *x, float *out)

@@ -15,40 +15,14 @@ static int is_white_space(uint32_t c)
            c == 0x3000;
 }
 
-/* Rust regex's Unicode \w (used by tokenizers for single_word): Alphabetic,
- * marks, decimal digits, connector punctuation, join controls. Evaluated with
- * an anchored PCRE2 class on one character. */
-static int is_word_char(const uint8_t *p, size_t n)
+/* Rust regex's Unicode \w (tokenizers' test for single_word), on the one
+ * character at p: t->word_re is an anchored class compiled at load. */
+static int is_word_char(tok_ctx *c, const uint8_t *p, size_t n)
 {
-    static pcre2_code *re;
-    static int failed;
-    if (!re && !failed) {
-        /* compiled once per process; a racing second compile only leaks one
-         * tiny pattern in the worst case, so take a simple lock instead */
-        static int lock;
-        while (__atomic_exchange_n(&lock, 1, __ATOMIC_ACQUIRE)) {
-        }
-        if (!re && !failed) {
-            int err;
-            PCRE2_SIZE off;
-            static const char pat[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200c}\\x{200d}]";
-            pcre2_code *r = pcre2_compile((PCRE2_SPTR)pat, sizeof pat - 1,
-                                          PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &err, &off, NULL);
-            if (r) __atomic_store_n(&re, r, __ATOMIC_RELEASE);
-            else failed = 1;
-        }
-        __atomic_store_n(&lock, 0, __ATOMIC_RELEASE);
-    }
-    pcre2_code *r = __atomic_load_n(&re, __ATOMIC_ACQUIRE);
-    if (!r) return 0;
     uint32_t cp;
     int len = tok_utf8_decode(p, n, &cp);
-    if (len <= 0) return 0;
-    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-    if (!md) return 0;
-    int rc = pcre2_match(r, p, (size_t)len, 0, 0, md, NULL);
-    pcre2_match_data_free(md);
-    return rc > 0;
+    if (len <= 0 || !c->t->word_re) return 0;
+    return pcre2_match(c->t->word_re, p, (size_t)len, 0, 0, c->md, NULL) > 0;
 }
 
 /* Length of the UTF-8 char ending at p[n-1] (1 for an invalid byte). */
@@ -293,9 +267,9 @@ static int encode_pass(tok_ctx *c, pretok_bufs *pb, const uint8_t *s, size_t n, 
         const tok_added *a = &t->added[k];
         size_t start = ms, stop = me;
         if (a->single_word) {
-            int start_space = start == 0 || !is_word_char(s + start - last_char_len(s, start),
-                                                            last_char_len(s, start));
-            int stop_space = stop == n || !is_word_char(s + stop, n - stop);
+            int start_space = start == 0 || !is_word_char(c, s + start - last_char_len(s, start),
+                                                               last_char_len(s, start));
+            int stop_space = stop == n || !is_word_char(c, s + stop, n - stop);
             if (!start_space || !stop_space) continue;
         }
         if (a->lstrip) {

@@ -111,6 +111,7 @@ struct vlm_tokenizer {
     tok_added *added;
     int32_t n_added, added_cap;
     tok_trie trie_raw, trie_norm; /* normalized=false / normalized=true tokens */
+    pcre2_code *word_re;          /* one \w char, anchored; only with single_word tokens */
 
     tok_pretok *pt;
     int n_pt;
@@ -154,7 +155,6 @@ typedef struct {
     tok_cache *cache;
     /* BPE work arrays */
     int32_t *sym, *prev, *next;
-    uint32_t *sym_len;
     size_t cap_sym;
     void *heap;
     size_t cap_heap;

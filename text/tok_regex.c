@@ -125,8 +125,8 @@ int tok_regex_compile(const char *pat, size_t n, int literal, pcre2_code **out, 
         return vlm_errorf(VLM_ERR_NOMEM, "tokenizer: out of memory");
     }
     pcre2_set_newline(cc, PCRE2_NEWLINE_LF);
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | PCRE2_MULTILINE;
-    if (literal) opts |= PCRE2_LITERAL;
+    uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF; /* the only ones PCRE2_LITERAL allows */
+    opts |= literal ? PCRE2_LITERAL : PCRE2_UCP | PCRE2_MULTILINE;
     int err;
     PCRE2_SIZE erroff;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)(b.p ? b.p : ""), b.n, opts, &err, &erroff, cc);

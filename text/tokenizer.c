@@ -427,6 +427,7 @@ void vlm_tokenizer_free(vlm_tokenizer *t)
     for (int i = 0; i < t->n_pt; i++)
         if (t->pt[i].re) pcre2_code_free(t->pt[i].re);
     free(t->pt);
+    if (t->word_re) pcre2_code_free(t->word_re);
     tok_trie_free(&t->trie_raw);
     tok_trie_free(&t->trie_norm);
     free(t->added);
@@ -462,6 +463,16 @@ static int build(vlm_tokenizer *t, const cJSON *root, const vlm_tokenizer_opts *
             char c = (char)b;
             t->byte_id[b] = b < 0x80 ? tok_smap_get(&t->vocab, &c, 1) : -1;
         }
+    }
+    for (int32_t i = 0; i < t->n_added && !t->word_re; i++) {
+        if (!t->added[i].single_word) continue;
+        /* Rust regex's Unicode \w, which tokenizers uses to tell word edges */
+        static const char pat[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200c}\\x{200d}]";
+        int err;
+        PCRE2_SIZE off;
+        t->word_re = pcre2_compile((PCRE2_SPTR)pat, sizeof pat - 1, PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED,
+                                   &err, &off, NULL);
+        if (!t->word_re) return vlm_errorf(VLM_ERR_UNSUPPORTED, "tokenizer: PCRE2 lacks Unicode properties");
     }
     if ((rc = tok_trie_build(&t->trie_raw, t->added, t->n_added, 0))) return rc;
     return tok_trie_build(&t->trie_norm, t->added, t->n_added, 1);

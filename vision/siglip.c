@@ -151,7 +151,7 @@ int vlm_siglip_forward(const vlm_siglip *m, const float *pixels, int n_tiles, fl
             const siglip_block *b = &m->blocks[l];
             vlm_op_layernorm(h, x, N, C, b->norm1_w, b->norm1_b, c->ln_eps);
             vlm_op_linear(qkv, h, N, &b->qkv, b->qkv_b);
-            vlm_op_attention(&ap, qkv, qkv + C, qkv + 2 * C, att);
+            if ((rc = vlm_op_attention(&ap, qkv, qkv + C, qkv + 2 * C, att))) goto done;
             vlm_op_linear(h, att, N, &b->proj, b->proj_b);
             vlm_op_add(x, h, N * C);
             vlm_op_layernorm(h, x, N, C, b->norm2_w, b->norm2_b, c->ln_eps);
