@@ -8,7 +8,7 @@ BUILD    ?= build
 OPT      ?= -O2
 CFLAGS_BASE  = -std=c11 $(OPT) -g -Wall -Wextra -fPIC -pthread -D_GNU_SOURCE -I. -Iinclude
 CXXFLAGS_BASE = -std=c++17 $(OPT) -g -Wall -Wextra -pthread -D_GNU_SOURCE -I. -Iinclude
-LIBS     = -ljpeg -lpng -lcjson -lpcre2-8 -lm -lpthread
+LIBS     = -ljpeg -lpng -lcjson -lpcre2-8 -lm -lpthread -lavformat -lavcodec -lswscale -lavutil -lcurl
 SAN      =
 
 LIB_DIRS  = core media vision text fusion
@@ -25,9 +25,9 @@ VLM_TEST_DATA ?= $(CURDIR)/tests/data
 
 # Debian packages needed to build and test (installed by `make deps` when missing).
 DEB_PKGS = build-essential pkg-config libjpeg62-turbo-dev libpng-dev libcjson-dev libpcre2-dev \
-           libgtest-dev zlib1g-dev
+           libgtest-dev zlib1g-dev clang libclang-rt-14-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libcurl4-openssl-dev
 
-.PHONY: all lib cli tests test unit-test asan-test demo deps bench install clean
+.PHONY: all lib cli tests test unit-test asan-test fuzz fuzz-smoke fuzz-lib demo deps bench install clean
 all: lib cli
 
 lib: $(BUILD)/libvlm.a $(BUILD)/libvlm.so
@@ -67,11 +67,12 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-# The unit suite, then the same suite built with AddressSanitizer + UBSan.
+# The unit suite, the same suite built with AddressSanitizer + UBSan, and a short run of every fuzz target.
 test: deps
 	$(MAKE) tests
 	$(MAKE) unit-test
 	$(MAKE) asan-test
+	$(MAKE) fuzz-smoke
 
 unit-test: tests
 	VLM_BIN=$(abspath $(BUILD))/vlm $(BUILD)/vlm_tests
@@ -81,14 +82,49 @@ asan-test:
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 VLM_SANITIZED=1 \
 	  VLM_BIN=$(abspath build-asan)/vlm build-asan/vlm_tests $(ASAN_TEST_FILTER)
 
+# Fuzz targets: tests/fuzz/fuzz_<name>.c, each defining LLVMFuzzerTestOneInput, linked with
+# libFuzzer and a clang ASan+UBSan build of the library. Seeds: tests/fuzz/corpus/<name>/.
+FUZZ_CC    = clang
+FUZZ_BUILD = build-fuzz
+FUZZ_SRCS  = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS  = $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_SAN   = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_RUNS ?= 20000
+
+FUZZ_LIB   = $(FUZZ_BUILD)/lib/libvlm.a
+
+# the library instrumented for coverage (a sub-make with its own BUILD folder)
+fuzz-lib:
+	$(MAKE) BUILD=$(FUZZ_BUILD)/lib CC=$(FUZZ_CC) OPT=-O1 SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_LIB)
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c fuzz-lib
+	$(FUZZ_CC) $(CFLAGS_BASE) -O1 $(FUZZ_SAN) -fsanitize=fuzzer $< $(FUZZ_LIB) $(LIBS) -o $@
+
+# A short, bounded run of every target (part of `make test`); `make fuzz` runs each for FUZZ_SECONDS.
+fuzz-smoke: $(FUZZ_BINS)
+	@for b in $(FUZZ_BINS); do n=$$(basename $$b); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+	  echo "fuzz-smoke: $$n"; \
+	  $$b -runs=$(FUZZ_SMOKE_RUNS) -max_len=65536 -rss_limit_mb=2048 $(FUZZ_BUILD)/corpus/$$n \
+	    $$(ls -d tests/fuzz/corpus/$${n#fuzz_} 2>/dev/null) > $(FUZZ_BUILD)/$$n.log 2>&1 \
+	    || { tail -n 40 $(FUZZ_BUILD)/$$n.log; exit 1; }; tail -n 1 $(FUZZ_BUILD)/$$n.log; done
+
+fuzz: $(FUZZ_BINS)
+	@for b in $(FUZZ_BINS); do n=$$(basename $$b); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+	    $(FUZZ_BUILD)/corpus/$$n $$(ls -d tests/fuzz/corpus/$${n#fuzz_} 2>/dev/null) > $(FUZZ_BUILD)/$$n.log 2>&1 \
+	    || { tail -n 40 $(FUZZ_BUILD)/$$n.log; exit 1; }; grep -E "stat::number_of_executed_units|Done" $(FUZZ_BUILD)/$$n.log; done
+
 DEMO_MODEL = tests/data/golden/tiny-mha
 DEMO_IMAGE = tests/data/golden/inputs/case1_640x480_png/image.png
 demo: deps
 	$(MAKE) all
 	$(BUILD)/vlm ask -m $(DEMO_MODEL) -i $(DEMO_IMAGE) --max-tokens 16 "Describe this image."
 
+# Random Tiny-shaped weights (made once by `vlm mkmodel`), timed in bf16, q8 and q4.
 bench: all
-	@echo "benchmarks: see bench/ (added with the CPU speed work)"
+	VLM=$(BUILD)/vlm bench/run_cpu.sh tiny bf16 q8 q4
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
@@ -99,6 +135,10 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' vlm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vlm.pc
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# The CPU kernels may fuse multiply-adds (one rounding instead of two); the rest of
+# the library keeps ISO C's strict evaluation.
+$(BUILD)/obj/core/ops_cpu.o: CFLAGS += -ffp-contract=fast

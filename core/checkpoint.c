@@ -157,10 +157,7 @@ int vlm_checkpoint_weight(const vlm_checkpoint *c, const char *name, int64_t row
     if ((uintptr_t)v->data % vlm_dtype_size(v->dtype))
         return vlm_errorf(VLM_ERR_FORMAT, "tensor '%s' is not aligned to its %zu-byte elements in the file", name,
                           vlm_dtype_size(v->dtype));
-    out->dtype = v->dtype;
-    out->rows = rows;
-    out->cols = cols;
-    out->data = v->data;
+    *out = (vlm_weight){.dtype = v->dtype, .rows = rows, .cols = cols, .data = v->data};
     return VLM_OK;
 }
 

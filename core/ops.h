@@ -12,15 +12,71 @@
 extern "C" {
 #endif
 
-/* A 2-D weight matrix [rows, cols] (rows = output features) in its stored dtype. */
+/* How a weight is stored and which kernels run it (chosen at load time).
+ *  VLM_WQ_NONE  as in the checkpoint (F32/BF16/F16), the fp32 reference kernels of ops_cpu.c.
+ *  VLM_WQ_BF16  BF16 (a copy only when the checkpoint holds another dtype), the fast kernels.
+ *  VLM_WQ_Q8    int8 q in [-127, 127], w = q * d; one fp16 scale d = max|w| / 127 per group.
+ *  VLM_WQ_Q4    4-bit q in [-7, 7] stored as q + 8, w = q * d; d = max|w| / 7 per group.
+ * Quantized rows are padded with zeros to a multiple of 32 weights (the kernel block);
+ * groups hold `group` weights (a multiple of 32) and the last group of a row holds what
+ * is left (e.g. 4304 = 134 * 32 + 16 with group 32: 134 full groups and one of 16).
+ * Q4 packs each block of 32 into 16 bytes: byte i holds weight i in its low nibble and
+ * weight i + 16 in its high nibble. Scales are [rows][ceil(cols / group)] fp16. */
+typedef enum { VLM_WQ_NONE = 0, VLM_WQ_BF16, VLM_WQ_Q8, VLM_WQ_Q4 } vlm_wquant;
+
+/* A 2-D weight matrix [rows, cols] (rows = output features). */
 typedef struct {
-    vlm_dtype dtype; /* F32, BF16 or F16 */
+    vlm_dtype dtype; /* VLM_WQ_NONE / BF16: F32, BF16 or F16 elements; q8: I8; q4: U8 (two per byte) */
     int64_t rows, cols;
     const void *data;
+    vlm_wquant quant;
+    int group;               /* q8/q4: weights per scale */
+    int64_t row_bytes;       /* q8/q4: bytes per stored row */
+    const uint16_t *scales;  /* q8/q4: fp16 [rows][n_groups] */
+    void *owned;             /* storage this weight owns (converted copies); see vlm_weight_release */
 } vlm_weight;
+
+/* A requested format for a set of weights; group 0 means the default (32). */
+typedef struct {
+    vlm_wquant fmt;
+    int group;
+} vlm_quant_spec;
+
+/* Converts W in place to spec's format (a no-op for VLM_WQ_NONE, or BF16 already stored so).
+ * The converted copy is owned by W. Returns 0, VLM_ERR_INVALID or VLM_ERR_NOMEM. */
+int vlm_weight_convert(vlm_weight *W, const vlm_quant_spec *spec);
+/* The same for a weight read from a read-only file mapping (a checkpoint): with drop_source,
+ * the pages it was read from are dropped from the resident set afterwards (they would be
+ * faulted in again from the file if read). Never use it on heap memory. */
+int vlm_weight_convert_mapped(vlm_weight *W, const vlm_quant_spec *spec, int drop_source);
+/* Frees what W owns (safe on any weight, also a zeroed one) and clears the ownership. */
+void vlm_weight_release(vlm_weight *W);
+/* Bytes the kernels read for W (data + scales). */
+size_t vlm_weight_bytes(const vlm_weight *W);
+/* Rows [r0, r0 + rows) of W as a view (any format). */
+vlm_weight vlm_weight_slice(const vlm_weight *W, int64_t r0, int64_t rows);
+/* Parses "bf16", "q8", "q4", optionally with ":<group>" ("q4:64"), or "none"/"ref". */
+int vlm_quant_spec_parse(const char *s, vlm_quant_spec *out);
+const char *vlm_wquant_name(vlm_wquant q);
+/* The SIMD level the fast kernels use here: "avx2" or "scalar". */
+const char *vlm_ops_simd(void);
+/* Tests: 0 forces the portable scalar versions of the fast kernels, 1 restores detection. */
+void vlm_ops_set_simd(int enable);
 
 /* y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]);  x is [M, W.cols], y is [M, W.rows]. */
 void vlm_op_linear(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
+/* Several independent products in one parallel pass: the experts a decode token is routed
+ * to. Results equal separate vlm_op_linear calls exactly; the batching (one thread-pool job
+ * for all rows) applies to converted weights (quant != NONE) with M < 4, other jobs run one
+ * after another. */
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t M;
+    const vlm_weight *W;
+    const float *bias;
+} vlm_linear_job;
+void vlm_op_linear_many(const vlm_linear_job *jobs, int n);
 /* Copies row r of W as fp32 (an embedding lookup). */
 void vlm_op_weight_row(const vlm_weight *W, int64_t r, float *dst);
 
@@ -59,6 +115,13 @@ typedef struct {
 } vlm_attention_params;
 /* Returns 0, or VLM_ERR_NOMEM / VLM_ERR_INVALID. */
 int vlm_op_attention(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out);
+
+/* The fast path's attention (core/ops_attention.c): blocked, AVX2, never the n_q x n_kv matrix;
+ * equals vlm_op_attention up to rounding (summation order, a polynomial exp). Falls back to
+ * vlm_op_attention without AVX2 and for n_q < 6. */
+int vlm_op_attention_fast(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out);
+/* vlm_op_gelu_tanh with a polynomial exp (AVX2), equal up to rounding. */
+void vlm_op_gelu_tanh_fast(float *x, int64_t n);
 
 #ifdef __cplusplus
 }

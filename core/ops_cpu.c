@@ -1,6 +1,7 @@
 /* fp32 reference implementation of core/ops.h. */
 #include "core/ops.h"
 #include "core/error.h"
+#include "core/ops_internal.h"
 #include "core/threadpool.h"
 
 #include <math.h>
@@ -64,6 +65,85 @@ static float dot1(const float *a, const float *b, int64_t K)
     float s = hsum8(&acc);
     for (; k < K; k++) s += a[k] * b[k];
     return s;
+}
+
+/* Few input rows (decode): dot products straight from BF16 storage, four weight
+ * rows at a time, so each weight byte is read once and never widened to memory. */
+typedef uint16_t v8h __attribute__((vector_size(16)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) v8f load8_bf16(const uint16_t *p)
+{
+    v8h h;
+    memcpy(&h, p, sizeof h);
+    v8u u = __builtin_convertvector(h, v8u) << 16;
+    v8f f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+static void gemv_bf16_rows4(const float *x, const uint16_t *w, int64_t K, float out[4])
+{
+    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    const uint16_t *w0 = w, *w1 = w + K, *w2 = w + 2 * K, *w3 = w + 3 * K;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        v8f xv = load8(x + k);
+        a0 += xv * load8_bf16(w0 + k);
+        a1 += xv * load8_bf16(w1 + k);
+        a2 += xv * load8_bf16(w2 + k);
+        a3 += xv * load8_bf16(w3 + k);
+    }
+    float s[4] = {hsum8(&a0), hsum8(&a1), hsum8(&a2), hsum8(&a3)};
+    for (; k < K; k++) {
+        s[0] += x[k] * vlm_bf16_to_f32(w0[k]);
+        s[1] += x[k] * vlm_bf16_to_f32(w1[k]);
+        s[2] += x[k] * vlm_bf16_to_f32(w2[k]);
+        s[3] += x[k] * vlm_bf16_to_f32(w3[k]);
+    }
+    memcpy(out, s, sizeof s);
+}
+
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+static float dot_bf16(const float *x, const uint16_t *w, int64_t K)
+{
+    v8f acc = {0};
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) acc += load8(x + k) * load8_bf16(w + k);
+    float s = hsum8(&acc);
+    for (; k < K; k++) s += x[k] * vlm_bf16_to_f32(w[k]);
+    return s;
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t M;
+    const vlm_weight *W;
+    const float *bias;
+} gemv_job;
+
+void vlm_gemv_bf16_range(float *yy, const float *xx, int64_t M, const vlm_weight *W, const float *bias, int64_t b,
+                         int64_t e)
+{
+    const int64_t K = W->cols, N = W->rows;
+    const uint16_t *w = W->data;
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = xx + m * K;
+        float *y = yy + m * N;
+        int64_t n = b;
+        for (; n + 4 <= e; n += 4) gemv_bf16_rows4(x, w + n * K, K, y + n);
+        for (; n < e; n++) y[n] = dot_bf16(x, w + n * K, K);
+        if (bias)
+            for (n = b; n < e; n++) y[n] += bias[n];
+    }
+}
+
+static void gemv_bf16_task(void *ctx, int64_t b, int64_t e)
+{
+    const gemv_job *j = ctx;
+    vlm_gemv_bf16_range(j->y, j->x, j->M, j->W, j->bias, b, e);
 }
 
 typedef struct {
@@ -136,7 +216,22 @@ static void linear_task(void *ctx, int64_t b, int64_t e)
 void vlm_op_linear(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
 {
     if (M <= 0 || W->rows <= 0) return;
+    if (W->quant != VLM_WQ_NONE) {
+        vlm_linear_fast(y, x, M, W, bias);
+        return;
+    }
+    vlm_linear_ref(y, x, M, W, bias);
+}
+
+void vlm_linear_ref(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
+{
+    if (M <= 0 || W->rows <= 0) return;
     vlm_pool *pool = vlm_pool_default();
+    if (M < 4 && W->dtype == VLM_DT_BF16) {
+        gemv_job g = {y, x, M, W, bias};
+        vlm_pool_for(pool, W->rows, 64, gemv_bf16_task, &g);
+        return;
+    }
     int threads = vlm_pool_threads(pool);
     int64_t nb = LIN_NB;
     /* small outputs: smaller blocks so every thread gets work */
@@ -145,7 +240,13 @@ void vlm_op_linear(float *y, const float *x, int64_t M, const vlm_weight *W, con
     vlm_pool_for(pool, (W->rows + nb - 1) / nb, 1, linear_task, &j);
 }
 
-void vlm_op_weight_row(const vlm_weight *W, int64_t r, float *dst) { widen_rows(W, r, 1, dst); }
+void vlm_op_weight_row(const vlm_weight *W, int64_t r, float *dst)
+{
+    if (W->quant == VLM_WQ_Q8 || W->quant == VLM_WQ_Q4)
+        vlm_q_dequant_row(W, r, dst);
+    else
+        widen_rows(W, r, 1, dst);
+}
 
 /* ---- norms and pointwise ---------------------------------------------------- */
 

@@ -40,11 +40,14 @@ int vlm_model_load(const char *dir, const vlm_model_options *opt, vlm_model **ou
     vlm_vl2_preprocess_config(&m->cfg, &m->pre);
     if ((rc = vlm_checkpoint_open(dir, &m->ck))) goto fail;
     const int64_t H = m->cfg.lm.hidden_size;
-    if ((rc = vlm_siglip_load(m->ck, "vision.", &m->cfg.vision, &m->vit)) ||
-        (rc = vlm_projector_load(m->ck, "projector.", &m->cfg.projector, &m->proj)) ||
+    static const vlm_quant_options q0;
+    const vlm_quant_options *q = opt ? &opt->quant : &q0;
+    const vlm_lm_quant lq = {q->attention, q->experts, q->lm_head};
+    if ((rc = vlm_siglip_load_q(m->ck, "vision.", &m->cfg.vision, &q->vision, &m->vit)) ||
+        (rc = vlm_projector_load_q(m->ck, "projector.", &m->cfg.projector, &q->projector, &m->proj)) ||
         (rc = vlm_checkpoint_vector(m->ck, "image_newline", H, &m->image_newline)) ||
         (rc = vlm_checkpoint_vector(m->ck, "view_seperator", H, &m->view_separator)) ||
-        (rc = vlm_lm_load(m->ck, "language.", &m->cfg.lm, &m->lm)))
+        (rc = vlm_lm_load_q(m->ck, "language.", &m->cfg.lm, &lq, &m->lm)))
         goto fail;
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);

@@ -16,9 +16,27 @@ extern "C" {
 
 typedef struct vlm_model vlm_model;
 
+/* Weight formats per component, converted at load (see core/ops.h for the formats).
+ * A zeroed struct keeps every weight as stored and runs the fp32 reference kernels. */
+typedef struct {
+    vlm_quant_spec vision;    /* SigLIP patch embedding and block matrices */
+    vlm_quant_spec projector; /* the MLP projector */
+    vlm_quant_spec experts;   /* every decoder SwiGLU MLP: dense, routed and shared experts */
+    vlm_quant_spec attention; /* decoder attention projections */
+    vlm_quant_spec lm_head;
+} vlm_quant_options;
+
+/* Parses a --quant value: a format for every component ("bf16", "q8", "q4", "q4:64", "ref"), and/or
+ * comma-separated component=format overrides: "q4,vision=bf16", "experts=q4,attention=q8".
+ * Components: vision, projector, experts, attention, lm_head (also "all"). */
+int vlm_quant_options_parse(const char *s, vlm_quant_options *out);
+/* "vision=bf16,projector=bf16,experts=q4,attention=q8,lm_head=q8" into buf. */
+const char *vlm_quant_options_str(const vlm_quant_options *q, char *buf, size_t cap);
+
 typedef struct {
     int n_threads;       /* 0 = one per CPU */
     int64_t max_context; /* 0 = max_position_embeddings */
+    vlm_quant_options quant;
 } vlm_model_options;
 
 int vlm_model_load(const char *dir, const vlm_model_options *opt, vlm_model **out);

@@ -20,6 +20,12 @@ int vlm_projector_side(const vlm_projector_config *cfg, int grid)
 
 int vlm_projector_load(const vlm_checkpoint *ck, const char *prefix, const vlm_projector_config *cfg, vlm_projector **out)
 {
+    return vlm_projector_load_q(ck, prefix, cfg, NULL, out);
+}
+
+int vlm_projector_load_q(const vlm_checkpoint *ck, const char *prefix, const vlm_projector_config *cfg,
+                         const vlm_quant_spec *q, vlm_projector **out)
+{
     *out = NULL;
     if (cfg->depth < 1 || cfg->downsample_ratio < 1 || cfg->mlp_ratio < 1 || cfg->input_dim < 1 || cfg->n_embed < 1)
         return vlm_errorf(VLM_ERR_INVALID, "projector config is inconsistent (depth %d, ratio %d)", cfg->depth,
@@ -42,6 +48,7 @@ int vlm_projector_load(const vlm_checkpoint *ck, const char *prefix, const vlm_p
         char name[256];
         snprintf(name, sizeof name, "%slayers.%d.weight", prefix, 2 * i);
         int rc = vlm_checkpoint_weight(ck, name, outd, in, &p->w[i]);
+        if (rc == VLM_OK && q) rc = vlm_weight_convert_mapped(&p->w[i], q, 1);
         if (rc == VLM_OK) {
             snprintf(name, sizeof name, "%slayers.%d.bias", prefix, 2 * i);
             rc = vlm_checkpoint_vector(ck, name, outd, &p->b[i]);
@@ -59,6 +66,7 @@ void vlm_projector_free(vlm_projector *p)
 {
     if (!p) return;
     for (int i = 0; p->b && i < p->n_layers; i++) free(p->b[i]);
+    for (int i = 0; p->w && i < p->n_layers; i++) vlm_weight_release(&p->w[i]);
     free(p->b);
     free(p->w);
     free(p);

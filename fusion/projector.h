@@ -22,6 +22,9 @@ typedef struct {
 typedef struct vlm_projector vlm_projector;
 
 int vlm_projector_load(const vlm_checkpoint *ck, const char *prefix, const vlm_projector_config *cfg, vlm_projector **out);
+/* The same, converting the linear layers to q's format at load (q may be NULL: as stored). */
+int vlm_projector_load_q(const vlm_checkpoint *ck, const char *prefix, const vlm_projector_config *cfg,
+                         const vlm_quant_spec *q, vlm_projector **out);
 void vlm_projector_free(vlm_projector *p);
 /* Tokens per side after downsampling a grid x grid input: ceil(grid / r). */
 int vlm_projector_side(const vlm_projector_config *cfg, int grid);

@@ -12,6 +12,8 @@ static void usage(FILE *f)
           "  verify      check a golden case:  vlm verify --model <dir> --input <case dir> --golden <file>\n"
           "  tokenize    show token ids:  vlm tokenize -m <model dir> \"text\"\n"
           "  detokenize  ids to text:  vlm detokenize -m <model dir> <id>...\n"
+          "  mkmodel     random-weight checkpoint of real shapes:  vlm mkmodel --shape tiny <out dir>\n"
+          "  bench       CPU speed of a model:  vlm bench -m <model dir> [--quant q8] [--json]\n"
           "\n"
           "`vlm <command> --help` shows a command's options.\n",
           f);
@@ -28,6 +30,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "verify")) return vlm_cmd_verify(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return vlm_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return vlm_cmd_detokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "mkmodel")) return vlm_cmd_mkmodel(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return vlm_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "media")) return vlm_cmd_media(argc - 1, argv + 1);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

@@ -13,6 +13,7 @@
 
 #include "core/file.h"
 #include "core/safetensors.h"
+#include "tests/golden_util.h"
 #include "tests/tok_test_util.h"
 #include "text/chat_template.h"
 
@@ -186,4 +187,26 @@ TEST(ChatTemplate, Errors)
     EXPECT_EQ(rc, VLM_ERR_INVALID);
     chat(t, {{"user", "<image>"}, {"assistant", ""}}, {-1}, &rc);
     EXPECT_EQ(rc, VLM_ERR_INVALID);
+}
+
+// The `vlm tokenize` / `vlm detokenize` commands on the stand-in vocabulary,
+// where every id is known by hand: byte b is id 16 + b, <|User|> is 9.
+TEST(TokenizeCli, TokenizeAndDetokenize)
+{
+    std::string model = toktest::data_path("golden/tiny-mha"), out;
+    std::string bin = golden::vlm_bin();
+    ASSERT_EQ(golden::run(bin + " tokenize -m " + model + " --json '<|User|>: hi'", &out), 0) << out;
+    EXPECT_EQ(out, "{\"ids\":[9,74,48,120,121],\"pieces\":[\"<|User|>\",\":\",\"\xc4\xa0\",\"h\",\"i\"]}\n");
+    ASSERT_EQ(golden::run(bin + " tokenize -m " + model + " 'a b'", &out), 0) << out;
+    EXPECT_EQ(out, "113 48 114\n");
+    ASSERT_EQ(golden::run(bin + " detokenize -m " + model + " --json 9 74 48 120 121", &out), 0) << out;
+    EXPECT_EQ(out, "{\"text\":\"<|User|>: hi\"}\n");
+    ASSERT_EQ(golden::run(bin + " detokenize -m " + model + " 9 74 48 120 121 --skip-special", &out), 0) << out;
+    EXPECT_EQ(out, ": hi\n");
+    // Byte 0xe4 alone is not UTF-8: JSON gets U+FFFD.
+    ASSERT_EQ(golden::run(bin + " detokenize -m " + model + " --json 244", &out), 0) << out;
+    EXPECT_EQ(out, "{\"text\":\"\xef\xbf\xbd\"}\n");
+    EXPECT_EQ(golden::run(bin + " detokenize -m " + model + " 600", &out), 1);
+    EXPECT_NE(out.find("600"), std::string::npos) << out;
+    EXPECT_EQ(golden::run(bin + " tokenize 'x'", &out), 2);
 }

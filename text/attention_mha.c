@@ -22,9 +22,9 @@ int vlm_attn_mha_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_
         return vlm_errorf(VLM_ERR_NOMEM, "attention: out of memory for %lld tokens", (long long)T);
     }
     float *K = vlm_kv_rows(c, l, 0) + s->pos0 * kvd, *V = vlm_kv_rows(c, l, 1) + s->pos0 * kvd;
-    vlm_op_linear(q, x, T, &a->q, a->bq);
-    vlm_op_linear(K, x, T, &a->k, a->bk);
-    vlm_op_linear(V, x, T, &a->v, a->bv);
+    /* one parallel pass for the three projections (the same results as three calls) */
+    const vlm_linear_job qkv[3] = {{q, x, T, &a->q, a->bq}, {K, x, T, &a->k, a->bk}, {V, x, T, &a->v, a->bv}};
+    vlm_op_linear_many(qkv, 3);
     for (int64_t t = 0; t < T; t++) {
         const float *cs = s->cos + t * (hd / 2), *sn = s->sin + t * (hd / 2);
         vlm_op_rope_neox(q + t * qd, nh, hd, hd, cs, sn);
@@ -35,7 +35,9 @@ int vlm_attn_mha_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_
         .q_stride = qd, .k_stride = kvd, .v_stride = kvd, .o_stride = qd,
         .causal = 1, .q_pos0 = s->pos0, .scale = (float)(1.0 / sqrt((double)hd)),
     };
-    int rc = vlm_op_attention(&p, q, vlm_kv_rows(c, l, 0), vlm_kv_rows(c, l, 1), o);
+    /* converted weights: the fast attention kernels too */
+    int rc = a->q.quant != VLM_WQ_NONE ? vlm_op_attention_fast(&p, q, vlm_kv_rows(c, l, 0), vlm_kv_rows(c, l, 1), o)
+                                       : vlm_op_attention(&p, q, vlm_kv_rows(c, l, 0), vlm_kv_rows(c, l, 1), o);
     if (rc == VLM_OK) vlm_op_linear(out, o, T, &a->o, a->bo);
     free(q);
     free(o);

@@ -44,7 +44,7 @@ static int absorbed(const vlm_lm *lm, const vlm_attn_w *a, const mla_dims *d, co
         float *dst = qabs + (int64_t)h * row;
         if (nope > 0) {
             for (int64_t t = 0; t < T; t++) memcpy(gin + t * nope, q + (t * nh + h) * qhd, (size_t)nope * sizeof(float));
-            vlm_weight uk = {a->kv_b.dtype, r, nope, (const char *)a->uk_t + (size_t)h * r * nope * es};
+            vlm_weight uk = {.dtype = a->kv_b.dtype, .rows = r, .cols = nope, .data = (const char *)a->uk_t + (size_t)h * r * nope * es};
             vlm_op_linear(gout, gin, T, &uk, NULL);
             for (int64_t t = 0; t < T; t++) memcpy(dst + t * nh * row, gout + t * r, (size_t)r * sizeof(float));
         } else {
@@ -59,7 +59,9 @@ static int absorbed(const vlm_lm *lm, const vlm_attn_w *a, const mla_dims *d, co
         .q_stride = (int64_t)nh * row, .k_stride = row, .v_stride = row, .o_stride = (int64_t)nh * r,
         .causal = 1, .q_pos0 = s->pos0, .scale = (float)pow((double)qhd, -0.5),
     };
-    int rc = vlm_op_attention(&p, qabs, kv, kv, olat);
+    /* converted weights: the fast attention kernels too */
+    int rc = a->o.quant != VLM_WQ_NONE ? vlm_op_attention_fast(&p, qabs, kv, kv, olat)
+                                       : vlm_op_attention(&p, qabs, kv, kv, olat);
     for (int h = 0; rc == VLM_OK && h < nh; h++) {
         for (int64_t t = 0; t < T; t++) memcpy(gin + t * r, olat + (t * nh + h) * r, (size_t)r * sizeof(float));
         vlm_weight uv = vlm_weight_rows(&a->kv_b, (int64_t)h * (nope + vd) + nope, vd);

@@ -257,7 +257,8 @@ static void cache_put(tok_ctx *c, const uint8_t *p, size_t n, uint32_t h, size_t
         k->pool = pool;
         k->pool_cap = cap;
     }
-    memcpy(k->pool + k->pool_n, c->ids + from, cnt * sizeof(int32_t));
+    if (cnt) /* a word can encode to nothing (bytes without a token are dropped) */
+        memcpy(k->pool + k->pool_n, c->ids + from, cnt * sizeof(int32_t));
     cache_entry *e = cache_find(k, p, n, h);
     e->key = p;
     e->len = (uint32_t)n;

@@ -21,6 +21,15 @@ typedef struct vlm_lm vlm_lm;
  * "" for a plain DeepseekV2ForCausalLM. Every tensor the config implies is checked for presence, dtype and shape
  * (errors name the tensor, the expected and the found shape). The checkpoint must outlive the model. */
 int vlm_lm_load(const vlm_checkpoint *ck, const char *prefix, const vlm_lm_config *cfg, vlm_lm **out);
+/* Weight formats chosen at load: attention (q/k/v/o, MLA q_proj/q_a/q_b/kv_a/o; kv_b stays as
+ * stored for the absorbed form), experts (every SwiGLU MLP: dense layers, routed and shared experts)
+ * and the lm_head. The router gate and the embedding table stay as stored. */
+typedef struct {
+    vlm_quant_spec attention, experts, lm_head;
+} vlm_lm_quant;
+/* vlm_lm_load with weights converted as q says (q may be NULL: all as stored). */
+int vlm_lm_load_q(const vlm_checkpoint *ck, const char *prefix, const vlm_lm_config *cfg, const vlm_lm_quant *q,
+                  vlm_lm **out);
 void vlm_lm_free(vlm_lm *lm);
 const vlm_lm_config *vlm_lm_get_config(const vlm_lm *lm);
 /* Number of MoE layers (the first dimension of the routing traces). */

@@ -89,10 +89,7 @@ int vlm_moe_forward(const vlm_lm *lm, const vlm_lm_layer *L, const float *x, int
 /* A [rows, cols] sub-matrix view starting at row r0 of W. */
 static inline vlm_weight vlm_weight_rows(const vlm_weight *W, int64_t r0, int64_t rows)
 {
-    vlm_weight s = *W;
-    s.rows = rows;
-    s.data = (const char *)W->data + (size_t)r0 * (size_t)W->cols * vlm_dtype_size(W->dtype);
-    return s;
+    return vlm_weight_slice(W, r0, rows);
 }
 
 #endif

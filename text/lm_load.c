@@ -14,6 +14,8 @@ typedef struct {
     const vlm_checkpoint *ck;
     const char *prefix;
     char name[512];
+    const vlm_quant_spec *conv; /* format for the next get_w (NULL: as stored) */
+    vlm_lm_quant q;
 } loader;
 
 static const char *tname(loader *ld, const char *fmt, va_list ap)
@@ -30,7 +32,10 @@ get_w(loader *ld, vlm_weight *w, int64_t rows, int64_t cols, const char *fmt, ..
     va_start(ap, fmt);
     const char *n = tname(ld, fmt, ap);
     va_end(ap);
-    return vlm_checkpoint_weight(ld->ck, n, rows, cols, w);
+    int rc = vlm_checkpoint_weight(ld->ck, n, rows, cols, w);
+    if (rc == VLM_OK && ld->conv && (rc = vlm_weight_convert_mapped(w, ld->conv, 1)) != VLM_OK)
+        rc = vlm_error_prefix(rc, "%s", n);
+    return rc;
 }
 
 __attribute__((format(printf, 4, 5))) static int get_v(loader *ld, float **v, int64_t len, const char *fmt, ...)
@@ -99,10 +104,19 @@ static int check_config(const vlm_lm_config *c)
 
 static int load_mlp(loader *ld, vlm_mlp_w *m, int64_t H, int64_t I, const char *what, int l)
 {
+    ld->conv = &ld->q.experts;
     int rc = get_w(ld, &m->gate, I, H, "model.layers.%d.%s.gate_proj.weight", l, what);
     if (rc == VLM_OK) rc = get_w(ld, &m->up, I, H, "model.layers.%d.%s.up_proj.weight", l, what);
     if (rc == VLM_OK) rc = get_w(ld, &m->down, H, I, "model.layers.%d.%s.down_proj.weight", l, what);
+    ld->conv = NULL;
     return rc;
+}
+
+static void release_mlp(vlm_mlp_w *m)
+{
+    vlm_weight_release(&m->gate);
+    vlm_weight_release(&m->up);
+    vlm_weight_release(&m->down);
 }
 
 /* W_UK of every head transposed ([nh][kv_lora][nope]) so that q_nope -> latent is a plain linear. */
@@ -123,10 +137,21 @@ static int build_uk_t(const vlm_lm_config *c, vlm_attn_w *a)
     return VLM_OK;
 }
 
+static int load_attn_w(loader *ld, const vlm_lm_config *c, vlm_attn_w *a, int l);
+
 static int load_attn(loader *ld, const vlm_lm_config *c, vlm_attn_w *a, int l)
+{
+    int rc = load_attn_w(ld, c, a, l);
+    ld->conv = NULL;
+    return rc;
+}
+
+/* Converted: every projection but kv_b (read per head through uk_t and row views). */
+static int load_attn_w(loader *ld, const vlm_lm_config *c, vlm_attn_w *a, int l)
 {
     const int64_t H = c->hidden_size, nh = c->num_attention_heads;
     int rc;
+    ld->conv = &ld->q.attention;
     if (!c->use_mla) {
         const int64_t hd = H / nh, kvd = (int64_t)c->num_key_value_heads * hd;
         rc = get_w(ld, &a->q, nh * hd, H, "model.layers.%d.self_attn.q_proj.weight", l);
@@ -151,9 +176,11 @@ static int load_attn(loader *ld, const vlm_lm_config *c, vlm_attn_w *a, int l)
     if (rc == VLM_OK) rc = get_w(ld, &a->kv_a, r + rope, H, "model.layers.%d.self_attn.kv_a_proj_with_mqa.weight", l);
     if (rc == VLM_OK) rc = opt_v(ld, &a->bkv_a, r + rope, "model.layers.%d.self_attn.kv_a_proj_with_mqa.bias", l);
     if (rc == VLM_OK) rc = get_v(ld, &a->kv_a_norm, r, "model.layers.%d.self_attn.kv_a_layernorm.weight", l);
+    ld->conv = NULL;
     if (rc == VLM_OK)
         rc = get_w(ld, &a->kv_b, nh * (c->qk_nope_head_dim + c->v_head_dim), r,
                    "model.layers.%d.self_attn.kv_b_proj.weight", l);
+    ld->conv = &ld->q.attention;
     if (rc == VLM_OK) rc = get_w(ld, &a->o, H, nh * c->v_head_dim, "model.layers.%d.self_attn.o_proj.weight", l);
     if (rc == VLM_OK) rc = opt_v(ld, &a->bo, H, "model.layers.%d.self_attn.o_proj.bias", l);
     if (rc == VLM_OK) rc = build_uk_t(c, a);
@@ -189,6 +216,12 @@ static int load_layer(loader *ld, const vlm_lm_config *c, vlm_lm_layer *L, int l
 
 int vlm_lm_load(const vlm_checkpoint *ck, const char *prefix, const vlm_lm_config *cfg, vlm_lm **out)
 {
+    return vlm_lm_load_q(ck, prefix, cfg, NULL, out);
+}
+
+int vlm_lm_load_q(const vlm_checkpoint *ck, const char *prefix, const vlm_lm_config *cfg, const vlm_lm_quant *q,
+                  vlm_lm **out)
+{
     *out = NULL;
     if (!ck || !cfg) return vlm_errorf(VLM_ERR_INVALID, "vlm_lm_load: no checkpoint or config");
     int rc = check_config(cfg);
@@ -203,10 +236,13 @@ int vlm_lm_load(const vlm_checkpoint *ck, const char *prefix, const vlm_lm_confi
         free(lm);
         return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     }
-    loader ld = {ck, prefix ? prefix : "", {0}};
+    loader ld = {.ck = ck, .prefix = prefix ? prefix : ""};
+    if (q) ld.q = *q;
     const int64_t H = cfg->hidden_size, V = cfg->vocab_size;
     rc = get_w(&ld, &lm->embed, V, H, "model.embed_tokens.weight");
+    ld.conv = &ld.q.lm_head;
     if (rc == VLM_OK) rc = get_w(&ld, &lm->lm_head, V, H, "lm_head.weight");
+    ld.conv = NULL;
     if (rc == VLM_OK) rc = get_v(&ld, &lm->final_norm, H, "model.norm.weight");
     for (int l = 0; l < cfg->num_hidden_layers && rc == VLM_OK; l++) {
         vlm_lm_layer *L = &lm->layers[l];
@@ -240,9 +276,21 @@ void vlm_lm_free(vlm_lm *lm)
         free(a->bq_a);
         free(a->bkv_a);
         free(L->gate_bias);
+        vlm_weight_release(&a->q);
+        vlm_weight_release(&a->k);
+        vlm_weight_release(&a->v);
+        vlm_weight_release(&a->o);
+        vlm_weight_release(&a->q_proj);
+        vlm_weight_release(&a->q_a);
+        vlm_weight_release(&a->q_b);
+        vlm_weight_release(&a->kv_a);
+        release_mlp(&L->mlp);
+        release_mlp(&L->shared);
+        for (int e = 0; L->experts && e < lm->cfg.n_routed_experts; e++) release_mlp(&L->experts[e]);
         free(L->experts);
     }
     free(lm->layers);
+    vlm_weight_release(&lm->lm_head);
     free(lm->final_norm);
     free(lm);
 }

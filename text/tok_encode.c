@@ -127,6 +127,28 @@ static int find_segments(tok_ctx *c, const tok_pretok *st, const uint8_t *p, siz
     return VLM_OK;
 }
 
+/* A removed delimiter can hold invalid UTF-8 only when the split is inverted
+ * (the delimiters are then the gaps between matches, and invalid bytes never
+ * match). tokenizers never sees such bytes; here they are kept, each maximal
+ * run of them a piece of its own, so that decode(encode(x)) == x still holds. */
+static int keep_invalid_runs(const uint8_t *p, size_t s, size_t e, piece_list *out)
+{
+    uint32_t cp;
+    while (s < e) {
+        int len = tok_utf8_decode(p + s, e - s, &cp);
+        if (len > 0) {
+            s += (size_t)len;
+            continue;
+        }
+        size_t j = s + 1;
+        while (j < e && tok_utf8_decode(p + j, e - j, &cp) <= 0) j++;
+        int rc = pl_push(out, p + s, j - s);
+        if (rc) return rc;
+        s = j;
+    }
+    return VLM_OK;
+}
+
 /* NormalizedString::split's behaviours, applied to the segments in place;
  * the surviving ranges go to out. */
 static int apply_behavior(int behavior, seg_list *sg, const uint8_t *p, piece_list *out)
@@ -137,8 +159,10 @@ static int apply_behavior(int behavior, seg_list *sg, const uint8_t *p, piece_li
     switch (behavior) {
     case TOK_SPLIT_REMOVED:
         for (size_t i = 0; i < n; i++)
-            if (!v[i].match) v[m++] = v[i];
-        break;
+            if ((rc = v[i].match ? keep_invalid_runs(p, v[i].s, v[i].e, out)
+                                 : pl_push(out, p + v[i].s, v[i].e - v[i].s)))
+                return rc;
+        return VLM_OK;
     case TOK_SPLIT_ISOLATED:
         m = n;
         break;

@@ -132,7 +132,7 @@ int tok_cp_to_byte(uint32_t cp); /* -1 if cp is not in the byte alphabet */
  * and the code point, or 0 for an invalid/truncated sequence. */
 int tok_utf8_decode(const uint8_t *p, size_t n, uint32_t *cp);
 
-/* Trie building / matching (tok_added.c). */
+/* Trie of added tokens (tok_util.c); matched in tok_encode.c. */
 int tok_trie_build(tok_trie *tr, const tok_added *added, int32_t n_added, int normalized);
 void tok_trie_free(tok_trie *tr);
 

@@ -8,16 +8,21 @@
  *   - \s is exactly Unicode White_Space (PCRE2's UCP \s also takes U+180E)
  *   - \w is letters, marks, numbers and connector punctuation (PCRE2 10.42's
  *     UCP \w lacks the marks and connectors)
+ *   - Oniguruma's Unicode tables are version 16.0, PCRE2 10.42's are 14.0: the
+ *     general categories \p{L}, \p{Lu}, ..., \p{S}, \d, \w also take the code
+ *     points assigned since (tok_unicode_new.h: new emoji, scripts, digits).
+ *     Not covered: \P{..} inside a [...] class and \p{Cn} (these still see
+ *     the new code points as unassigned), and one mark that moved from Mn to Mc.
  * so those escapes are expanded into explicit classes before compiling. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "text/tok_regex.h"
+#include "text/tok_unicode_new.h"
 
 #define WS_BODY "\\t\\n\\x0b\\f\\r \\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}" \
                 "\\x{202f}\\x{205f}\\x{3000}"
-#define WORD_BODY "\\p{L}\\p{M}\\p{N}\\p{Pc}"
 #define HEX_BODY "0-9a-fA-F"
 
 typedef struct {
@@ -47,12 +52,87 @@ static const char *expand_escape(char d, int in_class)
     switch (d) {
     case 's': return in_class ? WS_BODY : "[" WS_BODY "]";
     case 'S': return in_class ? NULL : "[^" WS_BODY "]";
-    case 'w': return in_class ? WORD_BODY : "[" WORD_BODY "]";
-    case 'W': return in_class ? NULL : "[^" WORD_BODY "]";
     case 'h': return in_class ? HEX_BODY : "[" HEX_BODY "]";
     case 'H': return in_class ? NULL : "[^" HEX_BODY "]";
     default: return NULL;
     }
+}
+
+/* cat (1 or 2 letters) is a general category PCRE2 knows: L, Lu, ..., Zs. */
+static int is_general_category(const char *cat, size_t len)
+{
+    static const char *const cats[] = {"C",  "Cc", "Cf", "Cn", "Co", "Cs", "L",  "Ll", "Lm", "Lo", "Lt", "Lu",
+                                       "M",  "Mc", "Me", "Mn", "N",  "Nd", "Nl", "No", "P",  "Pc", "Pd", "Pe",
+                                       "Pf", "Pi", "Po", "Ps", "S",  "Sc", "Sk", "Sm", "So", "Z",  "Zl", "Zp",
+                                       "Zs"};
+    for (size_t i = 0; i < sizeof cats / sizeof *cats; i++)
+        if (strlen(cats[i]) == len && memcmp(cats[i], cat, len) == 0) return 1;
+    return 0;
+}
+
+/* "\p{cat}" and the code points Unicode assigned to cat after PCRE2's tables
+ * (a class body: goes inside [...]). */
+static int put_category(sbuf *b, const char *cat, size_t len)
+{
+    if (SB_LIT(b, "\\p{") || sb_put(b, cat, len) || SB_LIT(b, "}")) return -1;
+    for (size_t i = 0; i < sizeof tok_unicode_new / sizeof *tok_unicode_new; i++) {
+        const char *c = tok_unicode_new[i].cat;
+        if (strlen(c) == len && memcmp(c, cat, len) == 0)
+            if (sb_put(b, tok_unicode_new[i].body, strlen(tok_unicode_new[i].body))) return -1;
+    }
+    return 0;
+}
+
+/* \w's body: letters, marks, numbers, connector punctuation. */
+static int put_word(sbuf *b)
+{
+    return put_category(b, "L", 1) || put_category(b, "M", 1) || put_category(b, "N", 1) || put_category(b, "Pc", 2);
+}
+
+/* Escapes that depend on Unicode's categories at pat[i] ('\\' at pat[i]):
+ * \p{X} \pX \P{X} \PX \p{^X} (X a general category), \d \D \w \W. Returns
+ * the pattern bytes consumed (0: not one of them, copy as usual), or -1 when
+ * out of memory. */
+static long expand_category_escape(const char *pat, size_t n, size_t i, int in_class, sbuf *out)
+{
+    char d = pat[i + 1];
+    int neg = 0, r = 0;
+    size_t used = 2;
+    const char *cat;
+    size_t len;
+    if (d == 'd' || d == 'D' || d == 'w' || d == 'W') {
+        neg = d == 'D' || d == 'W';
+        if (neg && in_class) return 0;
+        r = neg ? SB_LIT(out, "[^") : in_class ? 0 : SB_LIT(out, "[");
+        r = r || (d == 'd' || d == 'D' ? put_category(out, "Nd", 2) : put_word(out));
+        r = r || (in_class ? 0 : SB_LIT(out, "]"));
+        return r ? -1 : (long)used;
+    }
+    if (d != 'p' && d != 'P') return 0;
+    neg = d == 'P';
+    if (i + 2 < n && pat[i + 2] == '{') {
+        size_t k = i + 3;
+        while (k < n && pat[k] != '}') k++;
+        if (k >= n) return 0;
+        cat = pat + i + 3;
+        len = k - (i + 3);
+        used = k + 1 - i;
+        if (len && cat[0] == '^') {
+            neg = !neg;
+            cat++;
+            len--;
+        }
+    } else if (i + 2 < n) {
+        cat = pat + i + 2;
+        len = 1;
+        used = 3;
+    } else {
+        return 0;
+    }
+    if (!is_general_category(cat, len) || (neg && in_class)) return 0;
+    r = neg ? SB_LIT(out, "[^") : in_class ? 0 : SB_LIT(out, "[");
+    r = r || put_category(out, cat, len) || (in_class ? 0 : SB_LIT(out, "]"));
+    return r ? -1 : (long)used;
 }
 
 static int translate(const char *pat, size_t n, sbuf *out)
@@ -63,9 +143,16 @@ static int translate(const char *pat, size_t n, sbuf *out)
     while (i < n && rc == 0) {
         char c = pat[i];
         if (c == '\\' && i + 1 < n) {
-            const char *x = expand_escape(pat[i + 1], in_class);
-            rc = x ? sb_put(out, x, strlen(x)) : sb_put(out, pat + i, 2);
-            i += 2;
+            long used = expand_category_escape(pat, n, i, in_class, out);
+            if (used < 0) {
+                rc = -1;
+            } else if (used > 0) {
+                i += (size_t)used;
+            } else {
+                const char *x = expand_escape(pat[i + 1], in_class);
+                rc = x ? sb_put(out, x, strlen(x)) : sb_put(out, pat + i, 2);
+                i += 2;
+            }
         } else if (c == '[' && !in_class) {
             in_class = 1;
             rc = sb_put(out, pat + i, 1);

