@@ -105,14 +105,14 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c fuzz-lib
 fuzz-smoke: $(FUZZ_BINS)
 	@for b in $(FUZZ_BINS); do n=$$(basename $$b); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 	  echo "fuzz-smoke: $$n"; \
-	  $$b -runs=$(FUZZ_SMOKE_RUNS) -max_len=65536 -rss_limit_mb=2048 $(FUZZ_BUILD)/corpus/$$n \
+	  $$b -runs=$(FUZZ_SMOKE_RUNS) -artifact_prefix=$(FUZZ_BUILD)/ -max_len=65536 -rss_limit_mb=2048 $(FUZZ_BUILD)/corpus/$$n \
 	    $$(ls -d tests/fuzz/corpus/$${n#fuzz_} 2>/dev/null) > $(FUZZ_BUILD)/$$n.log 2>&1 \
 	    || { tail -n 40 $(FUZZ_BUILD)/$$n.log; exit 1; }; tail -n 1 $(FUZZ_BUILD)/$$n.log; done
 
 fuzz: $(FUZZ_BINS)
 	@for b in $(FUZZ_BINS); do n=$$(basename $$b); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
-	  $$b -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_BUILD)/ -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
 	    $(FUZZ_BUILD)/corpus/$$n $$(ls -d tests/fuzz/corpus/$${n#fuzz_} 2>/dev/null) > $(FUZZ_BUILD)/$$n.log 2>&1 \
 	    || { tail -n 40 $(FUZZ_BUILD)/$$n.log; exit 1; }; grep -E "stat::number_of_executed_units|Done" $(FUZZ_BUILD)/$$n.log; done
 

@@ -14,18 +14,13 @@
  * kernel that keeps 8 partial sums per dot product (summation order differs
  * from a plain loop only by fp32 rounding). */
 
-/* GCC vector type; without AVX it lowers to pairs of SSE ops. The helpers are
- * always inlined, so the -Wpsabi note about passing it by value does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
+/* GCC vector type; without AVX it lowers to pairs of SSE ops. Loads are macros
+ * (statement expressions), not functions: a function returning a 256-bit vector
+ * has a different ABI with and without AVX, which clang refuses in the default clone. */
 typedef float v8f __attribute__((vector_size(32)));
 #define LIN_NB 16 /* weight rows per task */
 
-static inline __attribute__((always_inline)) v8f load8(const float *p)
-{
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+#define load8(p) __extension__({ v8f v8_; memcpy(&v8_, (p), sizeof v8_); v8_; })
 
 static inline __attribute__((always_inline)) float hsum8(const v8f *pv)
 {
@@ -72,15 +67,9 @@ static float dot1(const float *a, const float *b, int64_t K)
 typedef uint16_t v8h __attribute__((vector_size(16)));
 typedef uint32_t v8u __attribute__((vector_size(32)));
 
-static inline __attribute__((always_inline)) v8f load8_bf16(const uint16_t *p)
-{
-    v8h h;
-    memcpy(&h, p, sizeof h);
-    v8u u = __builtin_convertvector(h, v8u) << 16;
-    v8f f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+/* BF16 -> fp32 is a 16-bit left shift of the bit pattern. */
+#define load8_bf16(p) __extension__({ v8h h8_; memcpy(&h8_, (p), sizeof h8_); \
+    v8u u8_ = __builtin_convertvector(h8_, v8u) << 16; v8f f8_; memcpy(&f8_, &u8_, sizeof f8_); f8_; })
 
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 static void gemv_bf16_rows4(const float *x, const uint16_t *w, int64_t K, float out[4])

@@ -143,12 +143,14 @@ static int open_common(vlm_video *v, const char *what)
                           "the limit of %lld", what, par->width, par->height,
                           (long long)par->width * par->height, (long long)maxpix);
     if (par->width <= 0 || par->height <= 0 || par->codec_id == AV_CODEC_ID_NONE) {
-        AVDictionary **opts = (AVDictionary **)av_calloc(v->fc->nb_streams, sizeof *opts);
+        /* probing may add streams: the options array keeps the count it was made for */
+        const unsigned n_opts = v->fc->nb_streams;
+        AVDictionary **opts = (AVDictionary **)av_calloc(n_opts, sizeof *opts);
         if (!opts) return vlm_errorf(VLM_ERR_NOMEM, "%s: out of memory", what);
-        for (unsigned i = 0; i < v->fc->nb_streams; i++)
+        for (unsigned i = 0; i < n_opts; i++)
             av_dict_set_int(&opts[i], "max_pixels", maxpix, 0);
         int r = avformat_find_stream_info(v->fc, opts);
-        for (unsigned i = 0; i < v->fc->nb_streams; i++) av_dict_free(&opts[i]);
+        for (unsigned i = 0; i < n_opts; i++) av_dict_free(&opts[i]);
         av_free(opts);
         if (r < 0) return vlm_av_error(r, what);
         if (par->width <= 0 || par->height <= 0) {
