@@ -24,7 +24,7 @@
 #define MAX_STOPS 16
 
 typedef struct {
-    const char *model_dir, *question, *ids_text, *system, *draw_path;
+    const char *model_dir, *question, *ids_text, *system, *draw_path, *quant;
     const char *images[MAX_IMAGES];
     int n_images;
     const char *stops[MAX_STOPS];
@@ -63,6 +63,8 @@ static void usage(FILE *f)
           "  --threads N              CPU threads (default: all cores)\n"
           "  --max-pixels N           refuse larger images, checked before decoding (default 50000000)\n"
           "  --context N              limit the context (default: the model's max_position_embeddings)\n"
+          "  --quant Q                weight formats: ref (default: as stored, fp32 reference kernels), bf16,\n"
+          "                           q8[:G], q4[:G], per component e.g. q4,vision=bf16 (see README)\n"
           "Grounding: an answer holding <|ref|>label<|/ref|><|det|>[[x1,y1,x2,y2],...]<|/det|> (a 0-999 grid)\n"
           "gives boxes in pixels of the original image: int(x / 999 * width), int(y / 999 * height).\n",
           f);
@@ -99,6 +101,7 @@ static int parse_args(int argc, char **argv, ask_args *a)
         } else if (!strcmp(o, "--system")) a->system = val;
         else if (!strcmp(o, "--draw")) a->draw_path = val;
         else if (!strcmp(o, "--ids")) a->ids_text = val;
+        else if (!strcmp(o, "--quant")) a->quant = val;
         else if (!strcmp(o, "--max-tokens")) bad = cli_int("ask", o, val, 0, 1 << 20, &a->max_tokens);
         else if (!strcmp(o, "--threads")) bad = cli_int("ask", o, val, 0, 1024, &a->threads);
         else if (!strcmp(o, "--max-pixels")) bad = cli_int("ask", o, val, 1, (long long)1 << 40, &a->max_pixels);
@@ -500,6 +503,7 @@ int vlm_cmd_ask(int argc, char **argv)
     for (int i = 0; i < a.n_images; i++)
         if (add_image(&s, a.images[i])) goto fail;
     vlm_model_options mo = {.n_threads = (int)a.threads, .max_context = a.context};
+    if (a.quant && vlm_quant_options_parse(a.quant, &mo.quant)) goto fail;
     if (vlm_model_load(a.model_dir, &mo, &s.m)) goto fail;
     s.tok = vlm_model_tokenizer(s.m);
     if (vlm_stop_text_new(a.stops, a.n_stops, &s.st)) goto fail;

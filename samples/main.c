@@ -12,6 +12,7 @@ static void usage(FILE *f)
           "  verify      check a golden case:  vlm verify --model <dir> --input <case dir> --golden <file>\n"
           "  tokenize    show token ids:  vlm tokenize -m <model dir> \"text\"\n"
           "  detokenize  ids to text:  vlm detokenize -m <model dir> <id>...\n"
+          "  media       what vlm sees in an image, video or URL:  vlm media clip.mp4 --frames fps=1\n"
           "  mkmodel     random-weight checkpoint of real shapes:  vlm mkmodel --shape tiny <out dir>\n"
           "  bench       CPU speed of a model:  vlm bench -m <model dir> [--quant q8] [--json]\n"
           "\n"
