@@ -120,6 +120,7 @@ DEMO_MODEL = tests/data/golden/tiny-mha
 DEMO_IMAGE = tests/data/golden/inputs/case1_640x480_png/image.png
 demo: deps
 	$(MAKE) all
+	@echo "demo: the bundled checkpoint has tiny random weights, so its answer is noise (see README for real ones)"
 	$(BUILD)/vlm ask -m $(DEMO_MODEL) -i $(DEMO_IMAGE) --max-tokens 16 "Describe this image."
 
 # Random Tiny-shaped weights (made once by `vlm mkmodel`), timed in bf16, q8 and q4.

@@ -105,13 +105,8 @@ static float dot_bf16(const float *x, const uint16_t *w, int64_t K)
     return s;
 }
 
-typedef struct {
-    float *y;
-    const float *x;
-    int64_t M;
-    const vlm_weight *W;
-    const float *bias;
-} gemv_job;
+/* a GEMV task is one vlm_linear_job (core/ops.h) split over output rows */
+typedef vlm_linear_job gemv_job;
 
 void vlm_gemv_bf16_range(float *yy, const float *xx, int64_t M, const vlm_weight *W, const float *bias, int64_t b,
                          int64_t e)
