@@ -95,7 +95,7 @@ int vlm_engine_ask(vlm_engine *e, const char *question, const char *const *image
     }
     if (n_images < 0 || n_images > 256) return vlm_errorf(VLM_ERR_INVALID, "%d images: 0 to 256 are supported", n_images);
     vlm_image *imgs = calloc((size_t)(n_images ? n_images : 1), sizeof *imgs);
-    char *user = malloc(strlen(question) + 8 * (size_t)n_images + 1);
+    char *user = vlm_chat_place_images(question, n_images);
     answer_ctx a = {.opt = opt};
     vlm_request req = {0};
     vlm_generation gen = {0};
@@ -109,10 +109,6 @@ int vlm_engine_ask(vlm_engine *e, const char *question, const char *const *image
     if (opt->max_pixels > 0) lim.max_pixels = opt->max_pixels;
     for (; n_loaded < n_images; n_loaded++)
         if ((rc = vlm_image_decode_file(image_paths[n_loaded], &lim, &imgs[n_loaded]))) goto done;
-    user[0] = '\0';
-    if (!strstr(question, "<image>"))
-        for (int i = 0; i < n_images; i++) strcat(user, "<image>\n");
-    strcat(user, question);
     vlm_chat_message msgs[2] = {{"user", user}, {"assistant", ""}};
     if ((rc = vlm_model_build_request(e->model, msgs, 2, imgs, n_images, &req))) goto done;
     if ((rc = vlm_detok_stream_new(vlm_model_tokenizer(e->model), 0, &a.ds))) goto done;

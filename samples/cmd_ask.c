@@ -147,19 +147,6 @@ static int parse_ids(const char *s, int32_t **ids, int64_t *n)
     return VLM_OK;
 }
 
-/* The question as the user message: its images go where <image> stands, else before it. */
-static char *user_message(const char *q, int n_images)
-{
-    if (!q) q = "";
-    size_t extra = strstr(q, "<image>") ? 0 : (size_t)n_images * 8;
-    char *s = malloc(strlen(q) + extra + 1);
-    if (!s) return NULL;
-    s[0] = '\0';
-    for (size_t i = 0; extra && i < (size_t)n_images; i++) strcat(s, "<image>\n");
-    strcat(s, q);
-    return s;
-}
-
 /* ---------------------------------------------------------------- the session */
 
 typedef struct {
@@ -397,7 +384,7 @@ done:
 /* One question in the conversation: template, generate, remember both sides. */
 static int ask_turn(session *s, const char *question)
 {
-    char *user = user_message(question, s->n_pending), *reply = NULL;
+    char *user = vlm_chat_place_images(question, s->n_pending), *reply = NULL;
     int n = 0, rc;
     vlm_chat_message *msgs = malloc(((size_t)s->n_msgs + 3) * sizeof *msgs);
     vlm_request req = {0};

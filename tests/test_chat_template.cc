@@ -210,3 +210,16 @@ TEST(TokenizeCli, TokenizeAndDetokenize)
     EXPECT_NE(out.find("600"), std::string::npos) << out;
     EXPECT_EQ(golden::run(bin + " tokenize 'x'", &out), 2);
 }
+
+TEST(ChatPlaceImages, MarkersStayOtherwiseImagesGoFirst) {
+  char *s = vlm_chat_place_images("What is this?", 2);
+  ASSERT_NE(s, nullptr);
+  EXPECT_STREQ(s, "<image>\n<image>\nWhat is this?");
+  free(s);
+  s = vlm_chat_place_images("A: <image> B: <image>", 2);
+  EXPECT_STREQ(s, "A: <image> B: <image>");
+  free(s);
+  s = vlm_chat_place_images("no images", 0);
+  EXPECT_STREQ(s, "no images");
+  free(s);
+}

@@ -74,6 +74,18 @@ static void put(buf *b, const char *s, size_t n)
     b->p[b->n] = 0;
 }
 
+char *vlm_chat_place_images(const char *question, int n_images)
+{
+    if (!question) question = "";
+    size_t extra = strstr(question, "<image>") || n_images < 0 ? 0 : (size_t)n_images * 8;
+    char *s = malloc(strlen(question) + extra + 1);
+    if (!s) return NULL;
+    s[0] = '\0';
+    for (size_t i = 0; extra && i < (size_t)n_images; i++) strcat(s, "<image>\n");
+    strcat(s, question);
+    return s;
+}
+
 int vlm_chat_count_images(const vlm_chat_message *msgs, int n_msgs)
 {
     int count = 0;

@@ -28,6 +28,9 @@ typedef struct {
 
 /* Number of "<image>" placeholders in the messages. */
 int vlm_chat_count_images(const vlm_chat_message *msgs, int n_msgs);
+/* A question as the user message: its n_images go where it says <image>, or, when it has no
+ * marker, each as "<image>\n" before it (the official examples' layout). malloc'd; NULL if out of memory. */
+char *vlm_chat_place_images(const char *question, int n_images);
 
 /* The rendered prompt text (before the cut at <image>), malloc'd and
  * NUL-terminated; useful for logs and tests. */
