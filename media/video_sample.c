@@ -20,6 +20,11 @@
 #define SEEK_MIN_GAP 1.0
 /* Without an index, seek only across gaps at least this long (seconds). */
 #define SEEK_NOINDEX_GAP 10.0
+/* Wanted times are numbered k = 0, 1, ...; from K_END on there are none.  A bound far
+ * past any real video (at 1000 fps, 30,000 years), low enough that (double)k still
+ * steps by one: a hostile timestamp near 1e300 s in a stream of unknown length must
+ * end the pass, not walk k up one at a time towards INT64_MAX. */
+#define K_END ((int64_t)1000000000000000LL)
 
 static int parse_number(const char *s, double *out)
 {
@@ -129,6 +134,7 @@ int vlm_video_start(vlm_video *v, const vlm_video_sampling *s)
 /* The k-th wanted time, or NAN when there are no more. */
 static double target(const vlm_video *v, int64_t k)
 {
+    if (k >= K_END) return NAN;
     double d = v->info.duration;
     switch (v->s.mode) {
     case VLM_VIDEO_FPS:
@@ -153,7 +159,7 @@ static int64_t first_target_from(const vlm_video *v, double x, int64_t k)
         q = v->info.duration > 0 ? x * v->s.count / v->info.duration - 0.5 : 0;
     else
         q = x / (v->s.mode == VLM_VIDEO_FPS ? 1.0 / v->s.value : v->s.value);
-    if (!(q < 4e18)) return INT64_MAX / 2; /* past anything: the pass ends */
+    if (!(q < (double)K_END)) return K_END; /* past anything: the pass ends */
     int64_t j = q > 0 ? (int64_t)ceil(q - 1e-9) : 0;
     return j > k ? j : k;
 }

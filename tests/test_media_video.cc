@@ -50,6 +50,8 @@ struct VideoSpec {
     const char *format = "mp4";
     int gop = 10;
     int rotation = 0; // clockwise degrees in the display matrix
+    const char *mux_options = nullptr; // e.g. "live=1" (av_dict_parse_string syntax)
+    std::vector<int64_t> mux_pts;      // if set: the timestamps written for packet i (in tb units)
     // Paints frame i (YUV 4:2:0); default: flat grey, left half LevelOf(i), right half the hundreds.
     std::function<void(int, AVFrame *)> paint;
 };
@@ -101,15 +103,21 @@ std::string WriteVideo(const VideoSpec &s, const std::string &name)
 #endif
     }
     EXPECT_GE(avio_open(&oc->pb, path.c_str(), AVIO_FLAG_WRITE), 0);
-    EXPECT_GE(avformat_write_header(oc, nullptr), 0);
+    AVDictionary *mux_opts = nullptr;
+    if (s.mux_options) EXPECT_GE(av_dict_parse_string(&mux_opts, s.mux_options, "=", ":", 0), 0);
+    EXPECT_GE(avformat_write_header(oc, &mux_opts), 0);
+    av_dict_free(&mux_opts);
     AVFrame *f = av_frame_alloc();
     f->format = AV_PIX_FMT_YUV420P;
     f->width = s.w;
     f->height = s.h;
     av_frame_get_buffer(f, 0);
     AVPacket *pkt = av_packet_alloc();
+    size_t written = 0;
     auto drain = [&]() {
         while (avcodec_receive_packet(c, pkt) == 0) {
+            if (written < s.mux_pts.size()) pkt->pts = pkt->dts = s.mux_pts[written];
+            written++;
             av_packet_rescale_ts(pkt, c->time_base, st->time_base);
             pkt->stream_index = st->index;
             EXPECT_GE(av_interleaved_write_frame(oc, pkt), 0);
@@ -195,7 +203,7 @@ class MediaVideo : public ::testing::Test {
   protected:
     void TearDown() override
     {
-        for (auto &p : files_) unlink(p.c_str());
+        if (!getenv("VLM_KEEP")) for (auto &p : files_) unlink(p.c_str());
     }
     std::string Make(const VideoSpec &s, const std::string &name)
     {
@@ -303,6 +311,42 @@ TEST_F(MediaVideo, VariableFrameRate)
         }
         vlm_video_close(v);
     }
+}
+
+// A frame stamped 1e15 s in, in a stream that does not state its length, sampled at
+// 5000 fps: 5e18 wanted times lie before it (fps=5 and a frame 1e18 s in, as the fuzzer
+// made it, is the same walk). Found by fuzz_video as a hang: the wanted-time
+// counter then crept up one at a time towards INT64_MAX. The pass must end after the
+// frames before it.
+TEST_F(MediaVideo, AbsurdTimestampEndsThePass)
+{
+    VideoSpec s;
+    s.format = "matroska";
+    s.mux_options = "live=1"; // no duration, no cues
+    s.tb = AVRational{1, 1000};
+    s.pts = {0, 1000, 2000, 3000};
+    s.mux_pts = {0, 1000, 2000, int64_t(1e18)}; // the encoder itself refuses such a jump
+    s.frames = int(s.pts.size());
+    std::string p = Make(s, "absurd.mkv");
+    vlm_video *v = nullptr;
+    ASSERT_EQ(vlm_video_open_file(p.c_str(), nullptr, &v), VLM_OK) << vlm_last_error();
+    ASSERT_LT(vlm_video_get_info(v)->duration, 0); // unknown
+    // 5000 fps is past what the spec parser takes (1000), not what the API takes.
+    vlm_video_sampling fps{};
+    fps.mode = VLM_VIDEO_FPS;
+    fps.value = 5000;
+    ASSERT_EQ(vlm_video_start(v, &fps), VLM_OK) << vlm_last_error();
+    std::vector<int> index;
+    vlm_image img;
+    double pts;
+    int rc;
+    while ((rc = vlm_video_next(v, &img, &pts)) == 1) {
+        index.push_back(FrameIndex(img));
+        vlm_image_free(&img);
+    }
+    EXPECT_EQ(rc, 0) << vlm_last_error();
+    EXPECT_EQ(index, std::vector<int>({0, 1, 2}));
+    vlm_video_close(v);
 }
 
 TEST_F(MediaVideo, MissingTimestampsAreSynthesised)
