@@ -661,6 +661,7 @@ void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, c
         free(xq); /* out of memory: the GEMM below needs no allocation */
         free(xd);
     }
+    if (quantized && vlm_ops_int8_activations() && vlm_linear_int8(y, x, M, W, bias)) return;
     int64_t nb = NBMAX; /* a multiple of 16 (the packed panel width) */
     while (nb > 16 && (W->rows + nb - 1) / nb < 4 * threads) nb -= 16;
     gemm_job j = {y, x, M, W, bias, nb};

@@ -17,6 +17,11 @@ void vlm_linear_ref(float *y, const float *x, int64_t M, const vlm_weight *W, co
 void vlm_gemv_bf16_range(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias, int64_t b,
                          int64_t e);
 
+/* The int8 GEMM (ops_int8.c) for q8/q4 weights: y = x . W^T (+ bias) with x quantized to int8 per
+ * block of 32; the scalar kernel (vlm_ops_set_simd(0)) gives the same bits as the AVX2 one. Returns 1 when done,
+ * 0 when W is not q8/q4 or memory ran out (y is then to be computed another way). */
+int vlm_linear_int8(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
+
 /* 1 when the AVX2+FMA+F16C kernels run here (and are not disabled by vlm_ops_set_simd). */
 int vlm_ops_avx2(void);
 #if defined(__x86_64__) || defined(__i386__)
