@@ -104,7 +104,9 @@ std::string WriteVideo(const VideoSpec &s, const std::string &name)
     }
     EXPECT_GE(avio_open(&oc->pb, path.c_str(), AVIO_FLAG_WRITE), 0);
     AVDictionary *mux_opts = nullptr;
-    if (s.mux_options) EXPECT_GE(av_dict_parse_string(&mux_opts, s.mux_options, "=", ":", 0), 0);
+    if (s.mux_options) {
+        EXPECT_GE(av_dict_parse_string(&mux_opts, s.mux_options, "=", ":", 0), 0);
+    }
     EXPECT_GE(avformat_write_header(oc, &mux_opts), 0);
     av_dict_free(&mux_opts);
     AVFrame *f = av_frame_alloc();
