@@ -42,6 +42,16 @@ int vlm_model_load(const char *dir, const vlm_model_options *opt, vlm_model **ou
     const int64_t H = m->cfg.lm.hidden_size;
     static const vlm_quant_options q0;
     const vlm_quant_options *q = opt ? &opt->quant : &q0;
+    /* a folder from `vlm quantize` loaded without --quant runs as if given the --quant it was written with */
+    vlm_quant_options stored;
+    const char *sq = vlm_checkpoint_converted_quant(m->ck);
+    if (sq && !memcmp(q, &q0, sizeof q0)) {
+        if ((rc = vlm_quant_options_parse(sq, &stored))) {
+            rc = vlm_error_prefix(rc, "%s/vlm_quant.json", dir);
+            goto fail;
+        }
+        q = &stored;
+    }
     const vlm_lm_quant lq = {q->attention, q->experts, q->lm_head};
     if ((rc = vlm_siglip_load_q(m->ck, "vision.", &m->cfg.vision, &q->vision, &m->vit)) ||
         (rc = vlm_projector_load_q(m->ck, "projector.", &m->cfg.projector, &q->projector, &m->proj)) ||

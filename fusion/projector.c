@@ -47,8 +47,7 @@ int vlm_projector_load_q(const vlm_checkpoint *ck, const char *prefix, const vlm
         int64_t outd = i == cfg->depth - 1 ? cfg->n_embed : hidden;
         char name[256];
         snprintf(name, sizeof name, "%slayers.%d.weight", prefix, 2 * i);
-        int rc = vlm_checkpoint_weight(ck, name, outd, in, &p->w[i]);
-        if (rc == VLM_OK && q) rc = vlm_weight_convert_mapped(&p->w[i], q, 1);
+        int rc = vlm_checkpoint_weight_as(ck, name, 2, NULL, outd, in, q, &p->w[i]);
         if (rc == VLM_OK) {
             snprintf(name, sizeof name, "%slayers.%d.bias", prefix, 2 * i);
             rc = vlm_checkpoint_vector(ck, name, outd, &p->b[i]);

@@ -15,6 +15,7 @@ static void usage(FILE *f)
           "  media       what vlm sees in an image, video or URL:  vlm media clip.mp4 --frames fps=1\n"
           "  mkmodel     random-weight checkpoint of real shapes:  vlm mkmodel --shape tiny <out dir>\n"
           "  bench       CPU speed of a model:  vlm bench -m <model dir> [--quant q8] [--json]\n"
+          "  quantize    store converted weights:  vlm quantize <model dir> <out dir> --quant q4\n"
           "\n"
           "`vlm <command> --help` shows a command's options.\n",
           f);
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "mkmodel")) return vlm_cmd_mkmodel(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return vlm_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "media")) return vlm_cmd_media(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quantize")) return vlm_cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

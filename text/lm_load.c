@@ -32,10 +32,7 @@ get_w(loader *ld, vlm_weight *w, int64_t rows, int64_t cols, const char *fmt, ..
     va_start(ap, fmt);
     const char *n = tname(ld, fmt, ap);
     va_end(ap);
-    int rc = vlm_checkpoint_weight(ld->ck, n, rows, cols, w);
-    if (rc == VLM_OK && ld->conv && (rc = vlm_weight_convert_mapped(w, ld->conv, 1)) != VLM_OK)
-        rc = vlm_error_prefix(rc, "%s", n);
-    return rc;
+    return vlm_checkpoint_weight_as(ld->ck, n, 2, NULL, rows, cols, ld->conv, w);
 }
 
 __attribute__((format(printf, 4, 5))) static int get_v(loader *ld, float **v, int64_t len, const char *fmt, ...)

@@ -33,9 +33,7 @@ static int load_mat(const vlm_checkpoint *ck, const char *prefix, const char *na
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
-    int rc = vlm_checkpoint_weight(ck, full, r, c, out);
-    if (rc == VLM_OK && q && (rc = vlm_weight_convert_mapped(out, q, 1)) != VLM_OK) rc = vlm_error_prefix(rc, "%s", full);
-    return rc;
+    return vlm_checkpoint_weight_as(ck, full, 2, NULL, r, c, q, out);
 }
 
 int vlm_siglip_load(const vlm_checkpoint *ck, const char *prefix, const vlm_vision_config *cfg, vlm_siglip **out)
@@ -64,13 +62,10 @@ int vlm_siglip_load_q(const vlm_checkpoint *ck, const char *prefix, const vlm_vi
     char name[256];
     int rc;
     {
-        const vlm_tensor_view *v;
+        /* the conv kernel [C, 3, P, P] read as the matrix [C, 3*P*P] */
         int64_t shape[4] = {C, 3, P, P};
         snprintf(name, sizeof name, "%spatch_embed.proj.weight", prefix);
-        rc = vlm_checkpoint_get(ck, name, 4, shape, &v);
-        if (rc) goto fail;
-        m->patch_w = (vlm_weight){.dtype = v->dtype, .rows = C, .cols = 3 * P * P, .data = v->data};
-        if (q && (rc = vlm_weight_convert_mapped(&m->patch_w, q, 1)) != VLM_OK) goto fail;
+        if ((rc = vlm_checkpoint_weight_as(ck, name, 4, shape, C, 3 * P * P, q, &m->patch_w))) goto fail;
         int64_t pshape[3] = {1, G * G, C};
         snprintf(name, sizeof name, "%spos_embed", prefix);
         if ((rc = vlm_checkpoint_f32(ck, name, 3, pshape, &m->pos_embed))) goto fail;
