@@ -9,6 +9,7 @@
  * and peak RSS. The decode bound is the measured memory read bandwidth (both cores, in a
  * child process so its buffer stays out of this one's RSS) over the weight bytes one decode
  * step reads (attention, dense or top-k + shared experts, router, lm_head). */
+#include "core/checkpoint.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/threadpool.h"
@@ -373,8 +374,8 @@ static void usage(FILE *f)
 {
     fputs("usage: vlm bench -m <model dir> [options]\n"
           "  -m, --model DIR   checkpoint folder (e.g. from `vlm mkmodel --shape tiny DIR`)\n"
-          "  --quant Q         weight formats as in `ask` (default bf16: as stored, fast kernels;\n"
-          "                    `ref` = the fp32 reference kernels), e.g. q8, q4, q4:64, experts=q4,vision=bf16\n"
+          "  --quant Q         weight formats as in `ask`, e.g. q8, q4, q4:64, experts=q4,vision=bf16; `ref` = the\n"
+          "                    fp32 reference kernels (default: a `vlm quantize` folder as stored, else bf16)\n"
           "  --reps N          repetitions per figure (default 3)\n"
           "  --threads N       CPU threads (default: all cores)\n"
           "  --skip LIST       leave out some of vit,prefill,image,decode,ttft (comma-separated)\n"
@@ -391,7 +392,7 @@ static void print_series(FILE *f, const char *name, const series *s, int last)
 
 int vlm_cmd_bench(int argc, char **argv)
 {
-    const char *dir = NULL, *quant = "bf16", *skip = "";
+    const char *dir = NULL, *quant = NULL, *skip = "";
     long long reps = 3, threads = 0;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -423,6 +424,16 @@ int vlm_cmd_bench(int argc, char **argv)
         return 2;
     }
     vlm_model_options mo = {.n_threads = (int)threads};
+    /* without --quant: a folder from `vlm quantize` runs as it was stored, any other in bf16 */
+    char stored[256] = "bf16";
+    if (!quant) {
+        vlm_checkpoint *ck;
+        if (vlm_checkpoint_open(dir, &ck)) return cli_fail("bench");
+        const char *sq = vlm_checkpoint_converted_quant(ck);
+        if (sq) snprintf(stored, sizeof stored, "%s", sq);
+        vlm_checkpoint_close(ck);
+        quant = stored;
+    }
     if (vlm_quant_options_parse(quant, &mo.quant)) return cli_fail("bench");
     if (threads > 0) vlm_pool_default_set_threads((int)threads);
     const double bw = measure_bandwidth();
