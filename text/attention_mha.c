@@ -6,40 +6,37 @@
 #include "core/error.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 int vlm_attn_mha_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_step *s, const float *x, float *out)
 {
+    const vlm_backend *be = vlm_lm_backend(lm);
     const vlm_lm_config *cfg = &lm->cfg;
     const vlm_attn_w *a = &lm->layers[l].attn;
     const int nh = cfg->num_attention_heads, nkv = cfg->num_key_value_heads, hd = lm->head_dim;
     const int64_t T = s->T, qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
-    float *q = malloc((size_t)(T * qd) * sizeof(float));
-    float *o = malloc((size_t)(T * qd) * sizeof(float));
-    if (!q || !o) {
-        free(q);
-        free(o);
-        return vlm_errorf(VLM_ERR_NOMEM, "attention: out of memory for %lld tokens", (long long)T);
+    float *q = NULL, *o = NULL;
+    int rc = be->alloc(be, (size_t)(T * qd) * sizeof(float), (void **)&q);
+    if (rc == VLM_OK) rc = be->alloc(be, (size_t)(T * qd) * sizeof(float), (void **)&o);
+    if (rc != VLM_OK) {
+        be->free(be, q);
+        return vlm_error_prefix(rc, "attention (%lld tokens)", (long long)T);
     }
     float *K = vlm_kv_rows(c, l, 0) + s->pos0 * kvd, *V = vlm_kv_rows(c, l, 1) + s->pos0 * kvd;
     /* one parallel pass for the three projections (the same results as three calls) */
     const vlm_linear_job qkv[3] = {{q, x, T, &a->q, a->bq}, {K, x, T, &a->k, a->bk}, {V, x, T, &a->v, a->bv}};
-    vlm_op_linear_many(qkv, 3);
-    for (int64_t t = 0; t < T; t++) {
-        const float *cs = s->cos + t * (hd / 2), *sn = s->sin + t * (hd / 2);
-        vlm_op_rope_neox(q + t * qd, nh, hd, hd, cs, sn);
-        vlm_op_rope_neox(K + t * kvd, nkv, hd, hd, cs, sn);
-    }
+    rc = be->linear_many(be, qkv, 3);
+    if (rc == VLM_OK) rc = be->rope_neox(be, q, T, qd, nh, hd, hd, s->cos, s->sin);
+    if (rc == VLM_OK) rc = be->rope_neox(be, K, T, kvd, nkv, hd, hd, s->cos, s->sin);
     vlm_attention_params p = {
         .n_q = T, .n_kv = s->pos0 + T, .n_heads = nh, .n_kv_heads = nkv, .qk_dim = hd, .v_dim = hd,
         .q_stride = qd, .k_stride = kvd, .v_stride = kvd, .o_stride = qd,
         .causal = 1, .q_pos0 = s->pos0, .scale = (float)(1.0 / sqrt((double)hd)),
     };
     /* converted weights: the fast attention kernels too */
-    int rc = a->q.quant != VLM_WQ_NONE ? vlm_op_attention_fast(&p, q, vlm_kv_rows(c, l, 0), vlm_kv_rows(c, l, 1), o)
-                                       : vlm_op_attention(&p, q, vlm_kv_rows(c, l, 0), vlm_kv_rows(c, l, 1), o);
-    if (rc == VLM_OK) vlm_op_linear(out, o, T, &a->o, a->bo);
-    free(q);
-    free(o);
+    if (rc == VLM_OK)
+        rc = be->attention(be, &p, q, vlm_kv_rows(c, l, 0), vlm_kv_rows(c, l, 1), o, a->q.quant != VLM_WQ_NONE);
+    if (rc == VLM_OK) rc = be->linear(be, out, o, T, &a->o, a->bo);
+    be->free(be, q);
+    be->free(be, o);
     return rc;
 }

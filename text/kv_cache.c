@@ -1,5 +1,6 @@
-/* The decoder's KV cache: one fixed-capacity fp32 block per layer and buffer,
- * allocated once (pages are only touched as tokens arrive). */
+/* The decoder's KV cache: one fixed-capacity fp32 block per layer and buffer, allocated
+ * once in a buffer of the model's backend (on the CPU, pages are only touched as tokens
+ * arrive). */
 #include "text/lm_internal.h"
 
 #include "core/error.h"
@@ -29,12 +30,14 @@ int vlm_kv_cache_create(const vlm_lm *lm, int64_t max_tokens, vlm_kv_cache **out
         free(kc);
         return vlm_errorf(VLM_ERR_LIMIT, "kv cache: %lld tokens would need %.0f bytes", (long long)max_tokens, total);
     }
-    kc->data = malloc((size_t)total);
-    if (!kc->data) {
+    kc->be = vlm_lm_backend(lm);
+    void *data = NULL;
+    int rc = kc->be->alloc(kc->be, (size_t)total, &data);
+    if (rc != VLM_OK) {
         free(kc);
-        return vlm_errorf(VLM_ERR_NOMEM, "kv cache: out of memory for %lld tokens (%.1f MiB)", (long long)max_tokens,
-                          total / 1048576.0);
+        return vlm_error_prefix(rc, "kv cache for %lld tokens on %s", (long long)max_tokens, vlm_lm_backend(lm)->name);
     }
+    kc->data = data;
     *out = kc;
     return VLM_OK;
 }
@@ -42,7 +45,7 @@ int vlm_kv_cache_create(const vlm_lm *lm, int64_t max_tokens, vlm_kv_cache **out
 void vlm_kv_cache_free(vlm_kv_cache *c)
 {
     if (!c) return;
-    free(c->data);
+    if (c->be) c->be->free(c->be, c->data);
     free(c);
 }
 

@@ -2,6 +2,7 @@
 #ifndef VLM_TEXT_LM_INTERNAL_H
 #define VLM_TEXT_LM_INTERNAL_H
 
+#include "core/backend.h"
 #include "core/ops.h"
 #include "text/decoder.h"
 #include "text/moe_router.h"
@@ -45,6 +46,7 @@ typedef struct {
 } vlm_lm_layer;
 
 struct vlm_lm {
+    const vlm_backend *be; /* runs the forward pass (set at load; NULL is taken as the CPU backend) */
     vlm_lm_config cfg;
     int head_dim; /* MHA */
     int n_moe;
@@ -59,8 +61,12 @@ struct vlm_kv_cache {
     int64_t cap, len;
     int64_t row;  /* floats per token per layer per buffer: MHA nkv*hd (K and V each), MLA kv_lora+rope */
     int n_bufs;   /* 2 (MHA: K, V) or 1 (MLA) */
+    const vlm_backend *be; /* the model's backend at creation; data is its buffer */
     float *data;  /* [n_layers][n_bufs][cap][row] */
 };
+
+/* The backend a model runs on. */
+static inline const vlm_backend *vlm_lm_backend(const vlm_lm *lm) { return lm->be ? lm->be : vlm_backend_cpu(); }
 
 /* Rows [0, cap) of buffer b (0 = K or MLA latent, 1 = V) of layer l. */
 static inline float *vlm_kv_rows(const vlm_kv_cache *c, int l, int b)
@@ -68,7 +74,8 @@ static inline float *vlm_kv_rows(const vlm_kv_cache *c, int l, int b)
     return c->data + ((size_t)l * (size_t)c->n_bufs + (size_t)b) * (size_t)c->cap * (size_t)c->row;
 }
 
-/* One forward step: T new tokens at positions pos0 .. pos0+T-1 with their RoPE tables [T][rope_dim/2]. */
+/* One forward step: T new tokens at positions pos0 .. pos0+T-1 with their RoPE tables [T][rope_dim/2]
+ * (buffers of the model's backend). All float pointers below are buffers of lm->be (core/backend.h). */
 typedef struct {
     int64_t pos0, T;
     const float *cos, *sin;
@@ -79,10 +86,11 @@ int vlm_attn_mha_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_
 int vlm_attn_mla_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_step *s, const float *x, float *out);
 
 /* SwiGLU MLP on x [M, H] into y [M, H]; g and u are scratch [M, intermediate]. */
-void vlm_mlp_forward(const vlm_mlp_w *m, const float *x, int64_t M, float *y, float *g, float *u);
+int vlm_mlp_forward(const vlm_backend *be, const vlm_mlp_w *m, const float *x, int64_t M, float *y, float *g, float *u);
 
 /* MoE layer on normed x [T, H] into y [T, H] (routed + shared). The routing outputs (idx/weight [T, top_k],
- * gap [T]) may be NULL; force_idx/force_mask likewise (force_mask[t] != 0: use force_idx[t*top_k..]). */
+ * gap [T]) may be NULL; force_idx/force_mask likewise (force_mask[t] != 0: use force_idx[t*top_k..]).
+ * x and y are buffers; the routing arrays are host memory (routing runs on the host). */
 int vlm_moe_forward(const vlm_lm *lm, const vlm_lm_layer *L, const float *x, int64_t T, float *y, int32_t *idx,
                     float *weight, float *gap, const int32_t *force_idx, const uint8_t *force_mask);
 

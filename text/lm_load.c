@@ -227,6 +227,7 @@ int vlm_lm_load_q(const vlm_checkpoint *ck, const char *prefix, const vlm_lm_con
     if (!lm) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     lm->cfg = *cfg;
     lm->mla_absorbed = 1;
+    lm->be = vlm_backend_cpu();
     lm->head_dim = cfg->use_mla ? 0 : cfg->hidden_size / cfg->num_attention_heads;
     lm->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *lm->layers);
     if (!lm->layers) {
