@@ -123,6 +123,28 @@ static TGT_INLINE float hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* Prefetch distance for the weight streams of a GEMV (bytes ahead of the row position being
+ * read): rows are short (640 bytes for K = 1280 in q4), so the hardware prefetcher, which needs
+ * a few lines to lock on to each stream, would otherwise miss the start of every row. */
+#define GEMV_PREFETCH 1024
+
+/* cs[b] = (weight scale of block b) * xd[b] for blocks [0, nb) of one row: the same float
+ * product the dot loops would form per block, made once ahead of them (8 at a time when every
+ * block has its own scale). */
+#define QSCALE_MAX_BLOCKS 1024
+static TGT_INLINE void block_scales(const uint16_t *s, int64_t bpg, const float *xd, int64_t nb, float *cs)
+{
+    int64_t b = 0;
+    if (bpg == 1)
+        for (; b + 8 <= nb; b += 8)
+            _mm256_storeu_ps(cs + b, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + b))),
+                                                   _mm256_loadu_ps(xd + b)));
+    for (int64_t g = b / bpg, k = b % bpg; b < nb; b++) {
+        cs[b] = _cvtsh_ss(s[g]) * xd[b];
+        if (++k == bpg) k = 0, g++;
+    }
+}
+
 /* R weight rows (R <= 4, a constant after inlining) against one quantized input row. */
 static TGT_INLINE void qdot_rows(const vlm_weight *W, int64_t r0, const int8_t *xq, const float *xd, int64_t nb,
                                  float *out, const int R)
@@ -133,37 +155,35 @@ static TGT_INLINE void qdot_rows(const vlm_weight *W, int64_t r0, const int8_t *
     const __m256i ones = _mm256_set1_epi16(1);
     const __m128i m4 = _mm_set1_epi8(15);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    if (W->quant == VLM_WQ_Q8) {
+    if (W->quant == VLM_WQ_Q8) { /* nb <= QSCALE_MAX_BLOCKS: see qgemv_range */
         /* pairs of blocks: vphaddd puts block b's partial sums in lanes 0,1,4,5 and b+1's in
          * 2,3,6,7, so one conversion and one FMA cover 64 weights */
         const __m256i idx = _mm256_setr_epi32(0, 0, 1, 1, 0, 0, 1, 1);
+        float cs[4][QSCALE_MAX_BLOCKS];
+        for (int r = 0; r < R; r++) block_scales(sc + r * ng, bpg, xd, nb, cs[r]);
         int64_t b = 0;
         for (; b + 2 <= nb; b += 2) {
             const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * QB));
             const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + b * QB + QB));
-            const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd + b)))), idx);
-            const int64_t g0 = b / bpg, g1 = (b + 1) / bpg;
             for (int r = 0; r < R; r++) {
+                _mm_prefetch((const char *)(w + r * rb + b * QB + GEMV_PREFETCH), _MM_HINT_T0);
                 __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + r * rb + b * QB));
                 __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + r * rb + b * QB + QB));
                 __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
                 __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones);
                 __m256 f = _mm256_cvtepi32_ps(_mm256_hadd_epi32(p0, p1));
-                const uint16_t *s = sc + r * ng;
-                __m128 d2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)s[g0] | (uint32_t)s[g1] << 16)));
-                __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d2), idx);
-                acc[r] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, dx), acc[r]);
+                __m256 d = _mm256_permutevar8x32_ps(
+                    _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)(cs[r] + b)))), idx);
+                acc[r] = _mm256_fmadd_ps(f, d, acc[r]);
             }
         }
         for (; b < nb; b++) {
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * QB));
-            const float dx = xd[b];
-            const int64_t g = b / bpg;
             for (int r = 0; r < R; r++) {
                 __m256i wv = _mm256_loadu_si256((const __m256i *)(w + r * rb + b * QB));
                 __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
                 __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(_cvtsh_ss(sc[r * ng + g]) * dx), acc[r]);
+                acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(cs[r][b]), acc[r]);
             }
         }
     } else {
@@ -206,7 +226,7 @@ TGT static void qdot_tail_q4(const vlm_weight *W, int64_t r, const int8_t *xq, c
 typedef struct {
     int8_t xp[Q4_MAX_PAIRS][64];   /* per pair: x_b[0..15] x_b1[0..15] x_b[16..31] x_b1[16..31] */
     int16_t x8[Q4_MAX_PAIRS][16];  /* 8 * (sums of adjacent x pairs), the +8 offset to remove */
-    float dx[Q4_MAX_PAIRS][8];     /* [dx_b x4 | dx_b1 x4] */
+    float xd[2 * Q4_MAX_PAIRS];    /* the input scale of each block */
 } q4_xpack;
 
 TGT static void q4_prep(const int8_t *xq, const float *xd, int64_t np, q4_xpack *pk)
@@ -221,7 +241,8 @@ TGT static void q4_prep(const int8_t *xq, const float *xd, int64_t np, q4_xpack 
         __m256i lo = _mm256_loadu_si256((const __m256i *)pk->xp[p]), hi = _mm256_loadu_si256((const __m256i *)(pk->xp[p] + 32));
         _mm256_storeu_si256((__m256i *)pk->x8[p],
                             _mm256_add_epi16(_mm256_maddubs_epi16(eight, lo), _mm256_maddubs_epi16(eight, hi)));
-        for (int i = 0; i < 4; i++) pk->dx[p][i] = xd[2 * p], pk->dx[p][4 + i] = xd[2 * p + 1];
+        pk->xd[2 * p] = xd[2 * p];
+        pk->xd[2 * p + 1] = xd[2 * p + 1];
     }
 }
 
@@ -233,23 +254,33 @@ static TGT_INLINE void q4_pairs_rows(const vlm_weight *W, int64_t r0, const q4_x
     const uint16_t *sc = W->scales + (size_t)r0 * (size_t)ng;
     const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15);
     const __m256i idx = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    /* the product of weight and input scale of every block, per row, ahead of the loop (the
+     * same float product the loop would form, so the result does not change) */
+    float cs[4][2 * Q4_MAX_PAIRS];
+    for (int r = 0; r < R; r++) block_scales(sc + r * ng, bpg, pk->xd, 2 * np, cs[r]);
+    /* accumulators in registers (R is a constant after inlining) */
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t p = 0; p < np; p++) {
         const __m256i xlo = _mm256_loadu_si256((const __m256i *)pk->xp[p]);
         const __m256i xhi = _mm256_loadu_si256((const __m256i *)(pk->xp[p] + 32));
         const __m256i x8 = _mm256_loadu_si256((const __m256i *)pk->x8[p]);
-        const __m256 dx = _mm256_loadu_ps(pk->dx[p]);
-        const int64_t g0 = (2 * p) / bpg, g1 = (2 * p + 1) / bpg;
         for (int r = 0; r < R; r++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(w + r * rb + p * QB));
+            const uint8_t *wr = w + r * rb + p * QB;
+            _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
+            __m256i v = _mm256_loadu_si256((const __m256i *)wr);
             __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
             __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_sub_epi16(p16, x8), ones));
-            const uint16_t *s = sc + r * ng;
-            __m128 d2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)s[g0] | (uint32_t)s[g1] << 16)));
-            __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d2), idx);
-            acc[r] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, dx), acc[r]);
+            __m256 d = _mm256_permutevar8x32_ps(
+                _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)(cs[r] + 2 * p)))), idx);
+            if (r == 0) a0 = _mm256_fmadd_ps(f, d, a0);
+            else if (r == 1) a1 = _mm256_fmadd_ps(f, d, a1);
+            else if (r == 2) a2 = _mm256_fmadd_ps(f, d, a2);
+            else a3 = _mm256_fmadd_ps(f, d, a3);
         }
     }
+    acc[0] = a0;
+    if (R > 1) acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
 TGT static void qgemv_range_avx2(const qgemv_job *j, int64_t b, int64_t e)
@@ -303,7 +334,7 @@ TGT static void qgemv_range_avx2(const qgemv_job *j, int64_t b, int64_t e)
 static void qgemv_range(const qgemv_job *j, int64_t b, int64_t e)
 {
 #ifdef VLM_HAVE_X86
-    if (use_avx2()) {
+    if (use_avx2() && j->nb <= QSCALE_MAX_BLOCKS) { /* longer rows (K > 32768): the scalar kernel */
         qgemv_range_avx2(j, b, e);
         return;
     }
