@@ -264,20 +264,29 @@ static TGT_INLINE void q4_pairs_rows(const vlm_weight *W, int64_t r0, const q4_x
         const __m256i xlo = _mm256_loadu_si256((const __m256i *)pk->xp[p]);
         const __m256i xhi = _mm256_loadu_si256((const __m256i *)(pk->xp[p] + 32));
         const __m256i x8 = _mm256_loadu_si256((const __m256i *)pk->x8[p]);
-        for (int r = 0; r < R; r++) {
-            const uint8_t *wr = w + r * rb + p * QB;
-            _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
-            __m256i v = _mm256_loadu_si256((const __m256i *)wr);
-            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
-            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_sub_epi16(p16, x8), ones));
-            __m256 d = _mm256_permutevar8x32_ps(
-                _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)(cs[r] + 2 * p)))), idx);
-            if (r == 0) a0 = _mm256_fmadd_ps(f, d, a0);
-            else if (r == 1) a1 = _mm256_fmadd_ps(f, d, a1);
-            else if (r == 2) a2 = _mm256_fmadd_ps(f, d, a2);
-            else a3 = _mm256_fmadd_ps(f, d, a3);
+        /* one row's 64 weights of this pair (written out per row: a loop over r with the
+         * accumulator picked by index was left rolled, with a branch per row) */
+#define Q4_ROW(r, a)                                                                                        \
+    do {                                                                                                    \
+        const uint8_t *wr = w + (r) * rb + p * QB;                                                          \
+        _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);                                      \
+        __m256i v = _mm256_loadu_si256((const __m256i *)wr);                                                \
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);           \
+        __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));       \
+        __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_sub_epi16(p16, x8), ones));                  \
+        __m256 d = _mm256_permutevar8x32_ps(                                                                \
+            _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)(cs[r] + 2 * p)))), idx);      \
+        a = _mm256_fmadd_ps(f, d, a);                                                                       \
+    } while (0)
+        if (R == 4) {
+            Q4_ROW(0, a0);
+            Q4_ROW(1, a1);
+            Q4_ROW(2, a2);
+            Q4_ROW(3, a3);
+        } else {
+            Q4_ROW(0, a0);
         }
+#undef Q4_ROW
     }
     acc[0] = a0;
     if (R > 1) acc[1] = a1, acc[2] = a2, acc[3] = a3;
