@@ -771,6 +771,13 @@ void vlm_op_linear_many(const vlm_linear_job *jobs, int n)
         mj->first[i + 1] = mj->first[i] + j->W->rows;
         if (j->W->quant != VLM_WQ_Q8 && j->W->quant != VLM_WQ_Q4) continue;
         const int64_t K = j->W->cols, nb = (K + QB - 1) / QB;
+        /* the same input as the job before (gate and up of one MLP): quantized once */
+        int k = i - 1;
+        while (k >= 0 && jobs[k].W->quant != VLM_WQ_Q8 && jobs[k].W->quant != VLM_WQ_Q4) k--;
+        if (k >= 0 && jobs[k].x == j->x && jobs[k].M == j->M && mj->q[k].nb == nb && jobs[k].W->cols == K) {
+            mj->q[i] = (qgemv_job){j->y, mj->q[k].xq, mj->q[k].xd, j->M, nb, j->W, j->bias};
+            continue;
+        }
         int8_t *xq = (int8_t *)p;
         float *xd = (float *)(p + (size_t)(j->M * nb * QB));
         p += (size_t)j->M * (size_t)nb * (QB + sizeof(float));
