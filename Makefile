@@ -44,6 +44,9 @@ $(BUILD)/obj/cuda/%.o: cuda/%.cu
 else
 LIB_OBJS += $(BUILD)/obj/cuda/cuda_stub.o
 endif
+# The CUDA backend of core/backend.h: plain C over cuda/cuda_ops.h, so it builds either way (with
+# CUDA=0 the stub answers every call with "built without CUDA").
+LIB_OBJS += $(BUILD)/obj/cuda/backend_cuda.o
 
 VLM_TEST_DATA ?= $(CURDIR)/tests/data
 
@@ -106,7 +109,7 @@ cuda-test:
 	$(MAKE) BUILD=build-cuda CUDA=1 build-cuda/vlm build-cuda/vlm_cuda_tests
 	build-cuda/vlm_cuda_tests
 
-$(BUILD)/vlm_cuda_tests: $(BUILD)/obj/tests/test_cuda_ops.o $(BUILD)/libvlm.a
+$(BUILD)/vlm_cuda_tests: $(BUILD)/obj/tests/test_cuda_ops.o $(BUILD)/obj/tests/test_cuda_backend.o $(BUILD)/libvlm.a
 	$(CXX) $(SAN) -o $@ $^ -lgtest -lgtest_main $(LIBS) -lz
 
 unit-test: tests

@@ -151,6 +151,18 @@ extern "C" int vlm_cuda_memset0(void *dst, size_t bytes, vlm_cuda_stream stream)
     return VLM_OK;
 }
 
+extern "C" int vlm_cuda_is_device_pointer(const void *p)
+{
+    if (!p) return 0;
+    cudaPointerAttributes a;
+    cudaError_t e = cudaPointerGetAttributes(&a, p);
+    if (e != cudaSuccess) { // e.g. no device: then nothing is device memory
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
 extern "C" int vlm_cuda_weight_upload(const vlm_weight *W, vlm_cuda_weight *out)
 {
     if (!W || !out || !W->data) return vlm_errorf(VLM_ERR_INVALID, "cuda: weight upload needs a weight");

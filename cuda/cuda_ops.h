@@ -58,6 +58,13 @@ int vlm_cuda_memcpy_h2d(void *dst, const void *src, size_t bytes);
 int vlm_cuda_memcpy_d2h(void *dst, const void *src, size_t bytes);
 int vlm_cuda_memcpy_d2d(void *dst, const void *src, size_t bytes);
 int vlm_cuda_memset0(void *dst, size_t bytes, vlm_cuda_stream stream);
+/* 1 when p points into device (or managed) memory, 0 for host memory, NULL, or no CUDA. Never an
+ * error: a pointer CUDA does not know is host memory. */
+int vlm_cuda_is_device_pointer(const void *p);
+/* 2-D copy of floats on the device: dst[i * dst_stride + j] = src[i * src_stride + j] for
+ * i < rows, j < width (the rows must not overlap). */
+int vlm_cuda_copy_rows(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                       int64_t width, vlm_cuda_stream stream);
 
 /* ---- linear ----------------------------------------------------------------- */
 
@@ -79,11 +86,18 @@ void vlm_cuda_weight_free(vlm_cuda_weight *W);
  * u * sum_k |x_k w_k| (u = 2^-8 for BF16, 2^-11 for F16) plus fp32 summation error. */
 int vlm_cuda_linear(float *y, const float *x, int64_t M, const vlm_cuda_weight *W, const float *bias,
                     vlm_cuda_stream stream);
+/* dst[i, :] = row ids[i] of W widened to fp32 (exact), i < n; ids (device) must lie in [0, W.rows)
+ * (checked by the caller, as vlm_op_weight_row). */
+int vlm_cuda_embed_rows(float *dst, const vlm_cuda_weight *W, const int32_t *ids, int64_t n, vlm_cuda_stream stream);
 
 /* ---- norms and pointwise (as vlm_op_*) ------------------------------------- */
 
 int vlm_cuda_rmsnorm(float *y, const float *x, int64_t M, int64_t D, const float *gamma, float eps,
                      vlm_cuda_stream stream);
+/* The same on M rows of D values that start `stride` floats apart (stride >= D); y and x use the
+ * same stride and may be the same buffer. */
+int vlm_cuda_rmsnorm_strided(float *y, const float *x, int64_t M, int64_t D, int64_t stride, const float *gamma,
+                             float eps, vlm_cuda_stream stream);
 /* beta may be NULL. */
 int vlm_cuda_layernorm(float *y, const float *x, int64_t M, int64_t D, const float *gamma, const float *beta,
                        float eps, vlm_cuda_stream stream);
@@ -132,6 +146,12 @@ int vlm_cuda_moe_group(const int32_t *idx, int64_t T, int top_k, int n_experts, 
  * inputs in grouped order. */
 int vlm_cuda_gather_rows(float *dst, const float *src, int64_t D, const int32_t *rows, int64_t n, int div,
                          vlm_cuda_stream stream);
+/* For i = 0, 1, ..., n - 1 in this order: y[rows[i] / div, :] += w[rows[i]] * src[i, :], the product
+ * and the sum each rounded to fp32 (no fused multiply-add): bit for bit what the CPU backend's
+ * scatter_add_rows computes (core/backend_cpu.c). One thread per column walks the n rows in order,
+ * so rows that share a destination are added in the given order (no atomics). */
+int vlm_cuda_scatter_add_rows(float *y, const float *src, int64_t D, const int32_t *rows, const float *w, int64_t n,
+                              int div, vlm_cuda_stream stream);
 /* y[t, :] += sum_j weight[t * top_k + j] * expert_out[pos[t * top_k + j], :], j in order (no atomics);
  * expert_out holds the expert outputs in grouped order ([T * top_k, D]). */
 int vlm_cuda_moe_combine(float *y, const float *expert_out, const float *weight, const int32_t *pos, int64_t T,

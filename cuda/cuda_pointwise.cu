@@ -6,11 +6,13 @@
 
 #define ROW_THREADS 256
 
-// y = x * 1 / sqrt(mean(x^2) + eps) * gamma, one block per row.
-static __global__ void rmsnorm_kernel(float *y, const float *x, int64_t D, const float *gamma, float eps)
+// y = x * 1 / sqrt(mean(x^2) + eps) * gamma, one block per row; rows `stride` floats apart. In place
+// is fine: each element is read and written by the same thread.
+static __global__ void rmsnorm_kernel(float *y, const float *x, int64_t D, int64_t stride, const float *gamma,
+                                      float eps)
 {
-    const float *xr = x + blockIdx.x * D;
-    float *yr = y + blockIdx.x * D;
+    const float *xr = x + blockIdx.x * stride;
+    float *yr = y + blockIdx.x * stride;
     float ss = 0.0f;
     for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += xr[i] * xr[i];
     ss = vlm_block_sum(ss);
@@ -87,14 +89,23 @@ static int check_rows(const char *op, int64_t M, int64_t D)
     return VLM_OK;
 }
 
-extern "C" int vlm_cuda_rmsnorm(float *y, const float *x, int64_t M, int64_t D, const float *gamma, float eps,
-                                vlm_cuda_stream stream)
+extern "C" int vlm_cuda_rmsnorm_strided(float *y, const float *x, int64_t M, int64_t D, int64_t stride,
+                                        const float *gamma, float eps, vlm_cuda_stream stream)
 {
     int rc = check_rows("rmsnorm", M, D);
     if (rc != VLM_OK || M == 0 || D == 0) return rc;
+    if (stride < D)
+        return vlm_errorf(VLM_ERR_INVALID, "cuda rmsnorm: row stride %lld is below the row length %lld",
+                          (long long)stride, (long long)D);
     if (!y || !x || !gamma) return vlm_errorf(VLM_ERR_INVALID, "cuda rmsnorm: NULL pointer");
-    rmsnorm_kernel<<<(unsigned)M, ROW_THREADS, 0, vlm_stream(stream)>>>(y, x, D, gamma, eps);
+    rmsnorm_kernel<<<(unsigned)M, ROW_THREADS, 0, vlm_stream(stream)>>>(y, x, D, stride, gamma, eps);
     return vlm_cuda_check_launch("rmsnorm");
+}
+
+extern "C" int vlm_cuda_rmsnorm(float *y, const float *x, int64_t M, int64_t D, const float *gamma, float eps,
+                                vlm_cuda_stream stream)
+{
+    return vlm_cuda_rmsnorm_strided(y, x, M, D, D, gamma, eps, stream);
 }
 
 extern "C" int vlm_cuda_layernorm(float *y, const float *x, int64_t M, int64_t D, const float *gamma,

@@ -81,6 +81,39 @@ int vlm_cuda_memset0(void *dst, size_t bytes, vlm_cuda_stream stream)
     return no_cuda();
 }
 
+int vlm_cuda_is_device_pointer(const void *p)
+{
+    (void)p;
+    return 0;
+}
+
+int vlm_cuda_copy_rows(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                       int64_t width, vlm_cuda_stream stream)
+{
+    (void)dst, (void)dst_stride, (void)src, (void)src_stride, (void)rows, (void)width, (void)stream;
+    return no_cuda();
+}
+
+int vlm_cuda_rmsnorm_strided(float *y, const float *x, int64_t M, int64_t D, int64_t stride, const float *gamma,
+                             float eps, vlm_cuda_stream stream)
+{
+    (void)y, (void)x, (void)M, (void)D, (void)stride, (void)gamma, (void)eps, (void)stream;
+    return no_cuda();
+}
+
+int vlm_cuda_embed_rows(float *dst, const vlm_cuda_weight *W, const int32_t *ids, int64_t n, vlm_cuda_stream stream)
+{
+    (void)dst, (void)W, (void)ids, (void)n, (void)stream;
+    return no_cuda();
+}
+
+int vlm_cuda_scatter_add_rows(float *y, const float *src, int64_t D, const int32_t *rows, const float *w, int64_t n,
+                              int div, vlm_cuda_stream stream)
+{
+    (void)y, (void)src, (void)D, (void)rows, (void)w, (void)n, (void)div, (void)stream;
+    return no_cuda();
+}
+
 int vlm_cuda_weight_upload(const vlm_weight *W, vlm_cuda_weight *out)
 {
     (void)W;

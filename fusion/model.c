@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "core/threadpool.h"
+#include "cuda/backend_cuda.h"
 #include "fusion/image_tokens.h"
 
 #include <stdio.h>
@@ -20,6 +21,8 @@ struct vlm_model {
     vlm_tokenizer *tok;
     int32_t image_id;
     int64_t context;
+    const vlm_backend *be; /* the decoder's backend when not the CPU (attached: see cuda/backend_cuda.h) */
+    char device_note[512]; /* why the asked device is not used ("" when it is) */
 };
 
 static double now_ms(void)
@@ -29,6 +32,25 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* The asked device's backend, looked up before the weights load (a bad name fails fast). *be stays
+ * NULL for the CPU and when CUDA is not usable at all: that is a fallback, not an error. */
+static int find_device(vlm_model *m, const char *device, const vlm_backend **be)
+{
+    *be = NULL;
+    if (!device || !strcmp(device, "cpu")) return VLM_OK;
+    vlm_cuda_backend_register();
+    int rc = vlm_backend_by_name(device, be);
+    if (rc == VLM_ERR_UNSUPPORTED) {
+        snprintf(m->device_note, sizeof m->device_note, "device %.32s: CUDA not available (%s); running on the CPU",
+                 device, vlm_last_error());
+        vlm_clear_error();
+        *be = NULL;
+        return VLM_OK;
+    }
+    if (rc == VLM_OK && (*be)->host_memory) *be = NULL;
+    return rc;
+}
+
 int vlm_model_load(const char *dir, const vlm_model_options *opt, vlm_model **out)
 {
     *out = NULL;
@@ -36,6 +58,8 @@ int vlm_model_load(const char *dir, const vlm_model_options *opt, vlm_model **ou
     vlm_model *m = calloc(1, sizeof *m);
     if (!m) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     int rc;
+    const vlm_backend *be = NULL;
+    if ((rc = find_device(m, opt ? opt->device : NULL, &be))) goto fail;
     if ((rc = vlm_vl2_config_load(dir, &m->cfg))) goto fail;
     vlm_vl2_preprocess_config(&m->cfg, &m->pre);
     if ((rc = vlm_checkpoint_open(dir, &m->ck))) goto fail;
@@ -59,6 +83,13 @@ int vlm_model_load(const char *dir, const vlm_model_options *opt, vlm_model **ou
         (rc = vlm_checkpoint_vector(m->ck, "view_seperator", H, &m->view_separator)) ||
         (rc = vlm_lm_load_q(m->ck, "language.", &m->cfg.lm, &lq, &m->lm)))
         goto fail;
+    /* only the decoder moves: the ViT and the projector run on the CPU for now (their ops do not go
+     * through core/backend.h yet); the KV caches are made on the decoder's backend */
+    if (be) {
+        if ((rc = vlm_lm_set_backend(m->lm, be))) goto fail;
+        vlm_cuda_backend_attach(be);
+        m->be = be;
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     m->image_id = -1;
@@ -84,6 +115,7 @@ void vlm_model_free(vlm_model *m)
 {
     if (!m) return;
     vlm_tokenizer_free(m->tok);
+    vlm_cuda_backend_detach(m->be); /* before the host weights its resident copies were made from go */
     vlm_lm_free(m->lm);
     free(m->image_newline);
     free(m->view_separator);
@@ -97,6 +129,8 @@ const vlm_vl2_config *vlm_model_config(const vlm_model *m) { return &m->cfg; }
 const vlm_tokenizer *vlm_model_tokenizer(const vlm_model *m) { return m->tok; }
 const vlm_lm *vlm_model_lm(const vlm_model *m) { return m->lm; }
 int64_t vlm_model_context(const vlm_model *m) { return m->context; }
+const char *vlm_model_device_note(const vlm_model *m) { return m->device_note[0] ? m->device_note : NULL; }
+const char *vlm_model_device(const vlm_model *m) { return m->be ? m->be->name : "cpu"; }
 
 void vlm_request_free(vlm_request *r)
 {

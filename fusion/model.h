@@ -37,9 +37,21 @@ typedef struct {
     int n_threads;       /* 0 = one per CPU */
     int64_t max_context; /* 0 = max_position_embeddings */
     vlm_quant_options quant;
+    /* Where the text decoder runs: NULL or "cpu" (default), "cuda" (device 0) or "cuda:N". The ViT
+     * and the projector run on the CPU for now. */
+    const char *device;
 } vlm_model_options;
 
+/* With a CUDA device asked for: a name that is not cpu / cuda / cuda:N, a device number that does
+ * not exist, or weights CUDA cannot run (q8 / q4) are errors. No usable CUDA at all (a build
+ * without it, no GPU, no driver) is not: the model loads on the CPU and vlm_model_device_note
+ * says why. */
 int vlm_model_load(const char *dir, const vlm_model_options *opt, vlm_model **out);
+/* NULL, or one line saying the asked device was not available and the CPU is used instead
+ * ("device cuda: CUDA not available (<reason>); running on the CPU"), for the program to show. */
+const char *vlm_model_device_note(const vlm_model *m);
+/* The backend the decoder runs on: "cpu", "cuda:0", ... */
+const char *vlm_model_device(const vlm_model *m);
 void vlm_model_free(vlm_model *m);
 const vlm_vl2_config *vlm_model_config(const vlm_model *m);
 const vlm_tokenizer *vlm_model_tokenizer(const vlm_model *m); /* NULL if the folder has no tokenizer.json */

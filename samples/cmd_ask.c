@@ -24,7 +24,7 @@
 #define MAX_STOPS 16
 
 typedef struct {
-    const char *model_dir, *question, *ids_text, *system, *draw_path, *quant;
+    const char *model_dir, *question, *ids_text, *system, *draw_path, *quant, *device;
     const char *images[MAX_IMAGES];
     int n_images;
     const char *stops[MAX_STOPS];
@@ -65,6 +65,9 @@ static void usage(FILE *f)
           "  --context N              limit the context (default: the model's max_position_embeddings)\n"
           "  --quant Q                weight formats: ref (default: as stored, fp32 reference kernels), bf16,\n"
           "                           q8[:G], q4[:G], per component e.g. q4,vision=bf16 (see README)\n"
+          "  --device D               cpu (default), cuda or cuda:N: where the text decoder runs (the vision\n"
+          "                           encoder and projector stay on the CPU); without a usable GPU: a note on\n"
+          "                           stderr and the CPU. CUDA runs weights as stored or bf16, not q8/q4\n"
           "Grounding: an answer holding <|ref|>label<|/ref|><|det|>[[x1,y1,x2,y2],...]<|/det|> (a 0-999 grid)\n"
           "gives boxes in pixels of the original image: int(x / 999 * width), int(y / 999 * height).\n",
           f);
@@ -102,6 +105,7 @@ static int parse_args(int argc, char **argv, ask_args *a)
         else if (!strcmp(o, "--draw")) a->draw_path = val;
         else if (!strcmp(o, "--ids")) a->ids_text = val;
         else if (!strcmp(o, "--quant")) a->quant = val;
+        else if (!strcmp(o, "--device")) a->device = val;
         else if (!strcmp(o, "--max-tokens")) bad = cli_int("ask", o, val, 0, 1 << 20, &a->max_tokens);
         else if (!strcmp(o, "--threads")) bad = cli_int("ask", o, val, 0, 1024, &a->threads);
         else if (!strcmp(o, "--max-pixels")) bad = cli_int("ask", o, val, 1, (long long)1 << 40, &a->max_pixels);
@@ -489,9 +493,10 @@ int vlm_cmd_ask(int argc, char **argv)
     /* decode the images first: a bad image fails fast, before the model loads */
     for (int i = 0; i < a.n_images; i++)
         if (add_image(&s, a.images[i])) goto fail;
-    vlm_model_options mo = {.n_threads = (int)a.threads, .max_context = a.context};
+    vlm_model_options mo = {.n_threads = (int)a.threads, .max_context = a.context, .device = a.device};
     if (a.quant && vlm_quant_options_parse(a.quant, &mo.quant)) goto fail;
     if (vlm_model_load(a.model_dir, &mo, &s.m)) goto fail;
+    if (vlm_model_device_note(s.m)) fprintf(stderr, "vlm ask: %s\n", vlm_model_device_note(s.m));
     s.tok = vlm_model_tokenizer(s.m);
     if (vlm_stop_text_new(a.stops, a.n_stops, &s.st)) goto fail;
     if (s.tok && vlm_detok_stream_new(s.tok, 1, &s.ds)) goto fail;

@@ -376,6 +376,8 @@ static void usage(FILE *f)
           "  -m, --model DIR   checkpoint folder (e.g. from `vlm mkmodel --shape tiny DIR`)\n"
           "  --quant Q         weight formats as in `ask`, e.g. q8, q4, q4:64, experts=q4,vision=bf16; `ref` = the\n"
           "                    fp32 reference kernels (default: a `vlm quantize` folder as stored, else bf16)\n"
+          "  --device D        cpu (default), cuda or cuda:N for the text decoder (the vision encoder and\n"
+          "                    projector stay on the CPU); without a usable GPU: a note on stderr and the CPU\n"
           "  --reps N          repetitions per figure (default 3)\n"
           "  --threads N       CPU threads (default: all cores)\n"
           "  --skip LIST       leave out some of vit,prefill,image,decode,ttft (comma-separated)\n"
@@ -392,7 +394,7 @@ static void print_series(FILE *f, const char *name, const series *s, int last)
 
 int vlm_cmd_bench(int argc, char **argv)
 {
-    const char *dir = NULL, *quant = NULL, *skip = "";
+    const char *dir = NULL, *quant = NULL, *skip = "", *device = NULL;
     long long reps = 3, threads = 0;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -407,6 +409,8 @@ int vlm_cmd_bench(int argc, char **argv)
             dir = argv[++i];
         } else if (!strcmp(a, "--quant") && i + 1 < argc) {
             quant = argv[++i];
+        } else if (!strcmp(a, "--device") && i + 1 < argc) {
+            device = argv[++i];
         } else if (!strcmp(a, "--skip") && i + 1 < argc) {
             skip = argv[++i];
         } else if (!strcmp(a, "--reps") && i + 1 < argc) {
@@ -423,7 +427,7 @@ int vlm_cmd_bench(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    vlm_model_options mo = {.n_threads = (int)threads};
+    vlm_model_options mo = {.n_threads = (int)threads, .device = device};
     /* without --quant: a folder from `vlm quantize` runs as it was stored, any other in bf16 */
     char stored[256] = "bf16";
     if (!quant) {
@@ -440,6 +444,7 @@ int vlm_cmd_bench(int argc, char **argv)
     double t0 = now_ms();
     vlm_model *m;
     if (vlm_model_load(dir, &mo, &m)) return cli_fail("bench");
+    if (vlm_model_device_note(m)) fprintf(stderr, "vlm bench: %s\n", vlm_model_device_note(m));
     const double load_ms = now_ms() - t0;
     const vlm_vl2_config *cfg = vlm_model_config(m);
     const model_bytes mb = count_bytes(cfg, &mo.quant);
@@ -467,8 +472,9 @@ int vlm_cmd_bench(int argc, char **argv)
     cpu_model(cpu, sizeof cpu);
     const int nthreads = vlm_pool_threads(vlm_pool_default());
     if (json) {
-        printf("{\"model\":\"%s\",\"quant\":\"%s\",\"threads\":%d,\"simd\":\"%s\",\"cpu\":\"%s\",\"reps\":%lld,", dir, qs,
-               nthreads, vlm_ops_simd(), cpu, reps);
+        printf("{\"model\":\"%s\",\"quant\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"simd\":\"%s\",\"cpu\":\"%s\","
+               "\"reps\":%lld,",
+               dir, qs, vlm_model_device(m), nthreads, vlm_ops_simd(), cpu, reps);
         print_series(stdout, "vit_ms_per_tile", &vit, 0);
         print_series(stdout, "prefill_tok_s", &pre, 0);
         print_series(stdout, "prefill_image_tok_s", &pre_img, 0);
@@ -480,8 +486,8 @@ int vlm_cmd_bench(int argc, char **argv)
                (long long)ttft_tokens, rss_mb, mb.weight_bytes / 1048576.0, kv_mb, mb.decode_bytes / 1048576.0, bw, bound,
                bound > 0 ? dmed / bound : 0, load_ms);
     } else {
-        printf("model %s\nquant %s\ncpu %s, %d threads, kernels %s, %lld reps (min / median / max)\n", dir, qs, cpu, nthreads,
-               vlm_ops_simd(), reps);
+        printf("model %s\nquant %s\ndevice %s (text decoder)\ncpu %s, %d threads, kernels %s, %lld reps (min / median / max)\n",
+               dir, qs, vlm_model_device(m), cpu, nthreads, vlm_ops_simd(), reps);
         printf("load                 %.0f ms\n", load_ms);
         const struct {
             const char *name, *unit;

@@ -158,6 +158,9 @@ static int run_case(const vlm_model *m, const vlm_request *r, int n_new, const i
 static void usage(FILE *f)
 {
     fputs("usage: vlm verify --model <model dir> --input <case dir> --golden <golden.safetensors> [--threads N]\n"
+          "                  [--device cpu|cuda[:N]]\n"
+          "  --device runs the text decoder there (the vision encoder and projector stay on the CPU); without a\n"
+          "  usable GPU: a note on stderr and the CPU.\n"
           "  The case folder holds prompt.txt and image.<ext> (or image_1.<ext>, image_2.<ext>, ... in prompt order);\n"
           "  preprocess.safetensors beside them is read too when present. Prints the max abs difference per stage\n"
           "  and ends with 'verify: PASS' or 'verify: FAIL <stage>'.\n",
@@ -166,7 +169,7 @@ static void usage(FILE *f)
 
 int vlm_cmd_verify(int argc, char **argv)
 {
-    const char *model_dir = NULL, *input = NULL, *golden = NULL;
+    const char *model_dir = NULL, *input = NULL, *golden = NULL, *device = NULL;
     long long threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -175,6 +178,7 @@ int vlm_cmd_verify(int argc, char **argv)
         if (!strcmp(a, "--model") || !strcmp(a, "-m")) model_dir = argv[++i];
         else if (!strcmp(a, "--input")) input = argv[++i];
         else if (!strcmp(a, "--golden")) golden = argv[++i];
+        else if (!strcmp(a, "--device")) device = argv[++i];
         else if (!strcmp(a, "--threads")) { if (cli_int("verify", a, argv[++i], 0, 1024, &threads)) return 2; }
         else { fprintf(stderr, "vlm verify: unknown option '%s'\n", a); usage(stderr); return 2; }
     }
@@ -191,8 +195,9 @@ int vlm_cmd_verify(int argc, char **argv)
     uint8_t *force_mask = NULL;
     memset(images, 0, sizeof images);
 
-    vlm_model_options mo = {.n_threads = (int)threads};
+    vlm_model_options mo = {.n_threads = (int)threads, .device = device};
     if (vlm_model_load(model_dir, &mo, &m) || vlm_st_open(golden, &v.golden)) { rc = cli_fail("verify"); goto done; }
+    if (vlm_model_device_note(m)) fprintf(stderr, "vlm verify: %s\n", vlm_model_device_note(m));
     char path[4096];
     snprintf(path, sizeof path, "%s/preprocess.safetensors", input);
     if (vlm_file_exists(path) && vlm_st_open(path, &v.pre)) { rc = cli_fail("verify"); goto done; }

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "core/backend.h"
 #include "core/checkpoint.h"
 #include "text/lm_config.h"
 
@@ -38,6 +39,12 @@ int vlm_lm_n_moe_layers(const vlm_lm *lm);
  * DeepseekV2Attention; 0 = expand k = [W_UK ckv ; k_pe], v = W_UV ckv for every cached token.
  * Both read the same cache. Ignored for MHA. Not thread-safe against a running forward. */
 void vlm_lm_set_mla_absorbed(vlm_lm *lm, int absorbed);
+/* Runs the forward pass on `be` (NULL: the CPU backend; the loader sets the CPU). A backend without
+ * host memory (CUDA) runs weights as stored (F32 / BF16 / F16) or converted to bf16, not q8 / q4:
+ * those are VLM_ERR_UNSUPPORTED, naming the weights and asking for --quant bf16 or none, and the
+ * model stays where it was. KV caches made before belong to the old backend (forward refuses them).
+ * Not thread-safe against a running forward. */
+int vlm_lm_set_backend(vlm_lm *lm, const vlm_backend *be);
 
 /* Token embeddings [n, hidden]; an id outside [0, vocab) is an error. */
 int vlm_lm_embed(const vlm_lm *lm, const int32_t *ids, int64_t n, float *out);

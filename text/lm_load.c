@@ -297,6 +297,61 @@ const vlm_lm_config *vlm_lm_get_config(const vlm_lm *lm) { return &lm->cfg; }
 int vlm_lm_n_moe_layers(const vlm_lm *lm) { return lm->n_moe; }
 void vlm_lm_set_mla_absorbed(vlm_lm *lm, int absorbed) { lm->mla_absorbed = absorbed != 0; }
 
+/* A weight a device backend runs: as stored (F32 / BF16 / F16) or converted to bf16; absent is fine. */
+static int device_format(const vlm_weight *w)
+{
+    return !w->data || ((w->quant == VLM_WQ_NONE || w->quant == VLM_WQ_BF16) &&
+                        (w->dtype == VLM_DT_F32 || w->dtype == VLM_DT_BF16 || w->dtype == VLM_DT_F16));
+}
+
+static const vlm_weight *mlp_not_device(const vlm_mlp_w *m)
+{
+    if (!device_format(&m->gate)) return &m->gate;
+    if (!device_format(&m->up)) return &m->up;
+    return device_format(&m->down) ? NULL : &m->down;
+}
+
+/* The first weight a device backend cannot run and its group (*group), or NULL. The embedding
+ * table is not checked: token embeddings are looked up on the host (vlm_lm_embed). */
+static const vlm_weight *first_not_device(const vlm_lm *lm, const char **group)
+{
+    const vlm_weight *w = NULL;
+    *group = "lm_head";
+    if (!device_format(&lm->lm_head)) return &lm->lm_head;
+    for (int l = 0; l < lm->cfg.num_hidden_layers; l++) {
+        const vlm_lm_layer *L = &lm->layers[l];
+        const vlm_attn_w *a = &L->attn;
+        const vlm_weight *att[] = {&a->q, &a->k, &a->v, &a->o, &a->q_proj, &a->q_a, &a->q_b, &a->kv_a, &a->kv_b};
+        *group = "attention";
+        for (size_t i = 0; i < sizeof att / sizeof att[0]; i++)
+            if (!device_format(att[i])) return att[i];
+        *group = "router gate";
+        if (!device_format(&L->gate)) return &L->gate;
+        *group = "experts";
+        if ((w = mlp_not_device(&L->mlp)) || (w = mlp_not_device(&L->shared))) return w;
+        for (int e = 0; L->experts && e < lm->cfg.n_routed_experts; e++)
+            if ((w = mlp_not_device(&L->experts[e]))) return w;
+    }
+    return NULL;
+}
+
+int vlm_lm_set_backend(vlm_lm *lm, const vlm_backend *be)
+{
+    if (!lm) return vlm_errorf(VLM_ERR_INVALID, "vlm_lm_set_backend: no model");
+    if (!be) be = vlm_backend_cpu();
+    const char *group = NULL;
+    const vlm_weight *w = be->host_memory ? NULL : first_not_device(lm, &group);
+    if (w) {
+        const char *fmt = w->quant != VLM_WQ_NONE ? vlm_wquant_name(w->quant) : vlm_dtype_name(w->dtype);
+        return vlm_errorf(VLM_ERR_UNSUPPORTED,
+                          "the %s backend cannot run the decoder's %s weights in %s format (load the model with "
+                          "--quant bf16 or --quant none to run it there)",
+                          be->name, group, fmt);
+    }
+    lm->be = be;
+    return VLM_OK;
+}
+
 int vlm_lm_embed(const vlm_lm *lm, const int32_t *ids, int64_t n, float *out)
 {
     if (n < 0 || (n > 0 && (!ids || !out))) return vlm_errorf(VLM_ERR_INVALID, "vlm_lm_embed: bad arguments");
