@@ -30,6 +30,12 @@ int vlm_engine_open(const char *model_dir, const vlm_engine_options *opt, vlm_en
     if (opt) {
         mo.n_threads = opt->n_threads;
         mo.max_context = opt->max_context;
+        mo.device = opt->device;
+        int rc = opt->quant ? vlm_quant_options_parse(opt->quant, &mo.quant) : VLM_OK;
+        if (rc) {
+            free(e);
+            return rc;
+        }
     }
     int rc = vlm_model_load(model_dir, &mo, &e->model);
     if (rc) {
@@ -43,6 +49,8 @@ int vlm_engine_open(const char *model_dir, const vlm_engine_options *opt, vlm_en
     *out = e;
     return VLM_OK;
 }
+
+const char *vlm_engine_device_note(const vlm_engine *e) { return e ? vlm_model_device_note(e->model) : NULL; }
 
 void vlm_engine_close(vlm_engine *e)
 {

@@ -29,6 +29,9 @@ typedef struct vlm_engine vlm_engine;
 typedef struct {
     int n_threads;       /* CPU threads; 0 = one per core */
     int64_t max_context; /* 0 = the model's max_position_embeddings */
+    const char *quant;   /* weight formats as `vlm ask --quant`: NULL = as stored; "q8", "q4,vision=bf16", ... */
+    const char *device;  /* where the text decoder runs: NULL/"cpu", "cuda" or "cuda:N" (CUDA builds; without a
+                            usable GPU the engine runs on the CPU and vlm_engine_device_note says so) */
 } vlm_engine_options;
 
 typedef struct {
@@ -48,6 +51,8 @@ typedef struct {
 void vlm_ask_options_default(vlm_ask_options *o);
 int vlm_engine_open(const char *model_dir, const vlm_engine_options *opt, vlm_engine **out);
 void vlm_engine_close(vlm_engine *e);
+/* NULL, or one line saying the device asked for was not available and the CPU is used instead. */
+const char *vlm_engine_device_note(const vlm_engine *e);
 /* One question about n_images image files. The images go where the question says
  * <image>, or before the question when it has no markers. *answer is malloc'd. */
 int vlm_engine_ask(vlm_engine *e, const char *question, const char *const *image_paths, int n_images,
