@@ -42,15 +42,25 @@ static int add_shard(vlm_checkpoint *c, const char *path)
     return VLM_OK;
 }
 
-/* Sharded checkpoints: open each distinct file named in weight_map, in first-seen order. */
-static int open_index(vlm_checkpoint *c, const char *index_path)
+/* Reads and parses a small JSON file of the checkpoint folder; *root is NULL when it is not JSON. */
+static int read_json(const char *path, cJSON **root)
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = vlm_read_file(index_path, 64u << 20, &text, &len);
+    *root = NULL;
+    int rc = vlm_read_file(path, 64u << 20, &text, &len);
     if (rc != VLM_OK) return rc;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    *root = cJSON_ParseWithLength(text, len);
     free(text);
+    return VLM_OK;
+}
+
+/* Sharded checkpoints: open each distinct file named in weight_map, in first-seen order. */
+static int open_index(vlm_checkpoint *c, const char *index_path)
+{
+    cJSON *root;
+    int rc = read_json(index_path, &root);
+    if (rc != VLM_OK) return rc;
     const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!cJSON_IsObject(map)) {
         cJSON_Delete(root);
@@ -296,12 +306,9 @@ static int check_converted(const vlm_checkpoint *c, const char *path, const cJSO
 
 static int open_converted(vlm_checkpoint *c, const char *path)
 {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = vlm_read_file(path, 64u << 20, &text, &len);
+    cJSON *root;
+    int rc = read_json(path, &root);
     if (rc != VLM_OK) return rc;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
     const cJSON *ver = root ? cJSON_GetObjectItemCaseSensitive(root, "version") : NULL;
     const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "tensors") : NULL;
     if (!cJSON_IsObject(map) || !cJSON_IsNumber(ver)) {
