@@ -76,6 +76,18 @@ static void quant_x_row(const float *x, int64_t K, int64_t nb, int8_t *q, float 
     }
 }
 
+/* q4 pairs of blocks (see q4_pairs_rows): the input row rearranged once per product, for
+ * every chunk of rows the pool hands out (rows are cut short: K <= 64 * Q4_MAX_PAIRS). */
+#define Q4_MAX_PAIRS 512
+typedef struct {
+    const int8_t *xp;  /* per pair, 64 bytes: x_b[0..15] x_b1[0..15] x_b[16..31] x_b1[16..31] */
+    const int16_t *x8; /* per pair, 16: 8 * (sums of adjacent x pairs), the +8 offset to remove */
+    const float *xd;   /* per block: the input scale */
+} q4_xpack;
+
+/* Bytes of one input row so rearranged (q4_prep): 64 + 32 + 8 per pair of blocks. */
+static size_t q4_pack_bytes(int64_t nb) { return (size_t)(nb / 2) * 104; }
+
 typedef struct {
     float *y;
     const int8_t *xq;
@@ -83,6 +95,7 @@ typedef struct {
     int64_t M, nb;
     const vlm_weight *W;
     const float *bias;
+    const uint8_t *pk; /* NULL, or M packed rows of q4_pack_bytes(nb) bytes for the AVX2 q4 kernel */
 } qgemv_job;
 
 static float dot_q_scalar(const vlm_weight *W, int64_t r, const int8_t *xq, const float *xd, int64_t nb)
@@ -221,28 +234,29 @@ TGT static void qdot_tail_q4(const vlm_weight *W, int64_t r, const int8_t *xq, c
  * [b: w16..31 | b+1: w16..31]. The input row is rearranged the same way once per call
  * (xp), so one 256-bit load, two masks and two vpmaddubsw cover 64 weights; lanes 0-3 of
  * the int32 sums belong to block b, lanes 4-7 to b+1, scaled by [d_b x4 | d_b+1 x4]. */
-#define Q4_MAX_PAIRS 512
+static q4_xpack q4_view(const uint8_t *buf, int64_t np)
+{
+    return (q4_xpack){(const int8_t *)buf, (const int16_t *)(buf + np * 64), (const float *)(buf + np * 96)};
+}
 
-typedef struct {
-    int8_t xp[Q4_MAX_PAIRS][64];   /* per pair: x_b[0..15] x_b1[0..15] x_b[16..31] x_b1[16..31] */
-    int16_t x8[Q4_MAX_PAIRS][16];  /* 8 * (sums of adjacent x pairs), the +8 offset to remove */
-    float xd[2 * Q4_MAX_PAIRS];    /* the input scale of each block */
-} q4_xpack;
-
-TGT static void q4_prep(const int8_t *xq, const float *xd, int64_t np, q4_xpack *pk)
+TGT static void q4_prep(const int8_t *xq, const float *xd, int64_t np, uint8_t *buf)
 {
     const __m256i eight = _mm256_set1_epi8(8);
+    int8_t *xp = (int8_t *)buf;
+    int16_t *x8 = (int16_t *)(buf + np * 64);
+    float *d = (float *)(buf + np * 96);
     for (int64_t p = 0; p < np; p++) {
         const int8_t *x0 = xq + 2 * p * QB, *x1 = x0 + QB;
-        memcpy(pk->xp[p], x0, 16);
-        memcpy(pk->xp[p] + 16, x1, 16);
-        memcpy(pk->xp[p] + 32, x0 + 16, 16);
-        memcpy(pk->xp[p] + 48, x1 + 16, 16);
-        __m256i lo = _mm256_loadu_si256((const __m256i *)pk->xp[p]), hi = _mm256_loadu_si256((const __m256i *)(pk->xp[p] + 32));
-        _mm256_storeu_si256((__m256i *)pk->x8[p],
+        int8_t *o = xp + p * 64;
+        memcpy(o, x0, 16);
+        memcpy(o + 16, x1, 16);
+        memcpy(o + 32, x0 + 16, 16);
+        memcpy(o + 48, x1 + 16, 16);
+        __m256i lo = _mm256_loadu_si256((const __m256i *)o), hi = _mm256_loadu_si256((const __m256i *)(o + 32));
+        _mm256_storeu_si256((__m256i *)(x8 + p * 16),
                             _mm256_add_epi16(_mm256_maddubs_epi16(eight, lo), _mm256_maddubs_epi16(eight, hi)));
-        pk->xd[2 * p] = xd[2 * p];
-        pk->xd[2 * p + 1] = xd[2 * p + 1];
+        d[2 * p] = xd[2 * p];
+        d[2 * p + 1] = xd[2 * p + 1];
     }
 }
 
@@ -261,9 +275,9 @@ static TGT_INLINE void q4_pairs_rows(const vlm_weight *W, int64_t r0, const q4_x
     /* accumulators in registers (R is a constant after inlining) */
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t p = 0; p < np; p++) {
-        const __m256i xlo = _mm256_loadu_si256((const __m256i *)pk->xp[p]);
-        const __m256i xhi = _mm256_loadu_si256((const __m256i *)(pk->xp[p] + 32));
-        const __m256i x8 = _mm256_loadu_si256((const __m256i *)pk->x8[p]);
+        const __m256i xlo = _mm256_loadu_si256((const __m256i *)(pk->xp + p * 64));
+        const __m256i xhi = _mm256_loadu_si256((const __m256i *)(pk->xp + p * 64 + 32));
+        const __m256i x8 = _mm256_loadu_si256((const __m256i *)(pk->x8 + p * 16));
         /* one row's 64 weights of this pair (written out per row: a loop over r with the
          * accumulator picked by index was left rolled, with a branch per row) */
 #define Q4_ROW(r, a)                                                                                        \
@@ -294,37 +308,33 @@ static TGT_INLINE void q4_pairs_rows(const vlm_weight *W, int64_t r0, const q4_x
 
 TGT static void qgemv_range_avx2(const qgemv_job *j, int64_t b, int64_t e)
 {
-    if (j->W->quant == VLM_WQ_Q4 && j->nb / 2 <= Q4_MAX_PAIRS && j->nb >= 2) {
+    if (j->pk) {
         const int64_t np = j->nb / 2, N = j->W->rows;
-        q4_xpack *pk = malloc(sizeof *pk);
-        if (pk) {
-            for (int64_t m = 0; m < j->M; m++) {
-                const int8_t *xq = j->xq + m * j->nb * QB;
-                const float *xd = j->xd + m * j->nb;
-                float *y = j->y + m * N;
-                q4_prep(xq, xd, np, pk);
-                for (int64_t n = b; n < e;) {
-                    const int R = e - n >= 4 ? 4 : 1;
-                    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-                    if (R == 4)
-                        q4_pairs_rows(j->W, n, pk, np, acc, 4);
-                    else
-                        q4_pairs_rows(j->W, n, pk, np, acc, 1);
-                    for (int r = 0; r < R; r++) {
-                        float s = hsum256(acc[r]);
-                        if (j->nb % 2) { /* the odd last block */
-                            float t;
-                            qdot_tail_q4(j->W, n + r, xq, xd, j->nb - 1, &t);
-                            s += t;
-                        }
-                        y[n + r] = s + (j->bias ? j->bias[n + r] : 0.0f);
+        for (int64_t m = 0; m < j->M; m++) {
+            const int8_t *xq = j->xq + m * j->nb * QB;
+            const float *xd = j->xd + m * j->nb;
+            const q4_xpack pk = q4_view(j->pk + (size_t)m * q4_pack_bytes(j->nb), np);
+            float *y = j->y + m * N;
+            for (int64_t n = b; n < e;) {
+                const int R = e - n >= 4 ? 4 : 1;
+                __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+                if (R == 4)
+                    q4_pairs_rows(j->W, n, &pk, np, acc, 4);
+                else
+                    q4_pairs_rows(j->W, n, &pk, np, acc, 1);
+                for (int r = 0; r < R; r++) {
+                    float s = hsum256(acc[r]);
+                    if (j->nb % 2) { /* the odd last block */
+                        float t;
+                        qdot_tail_q4(j->W, n + r, xq, xd, j->nb - 1, &t);
+                        s += t;
                     }
-                    n += R;
+                    y[n + r] = s + (j->bias ? j->bias[n + r] : 0.0f);
                 }
+                n += R;
             }
-            free(pk);
-            return;
         }
+        return;
     }
     const int64_t N = j->W->rows;
     for (int64_t m = 0; m < j->M; m++) {
@@ -352,6 +362,44 @@ static void qgemv_range(const qgemv_job *j, int64_t b, int64_t e)
 }
 
 static void qgemv_task(void *ctx, int64_t b, int64_t e) { qgemv_range(ctx, b, e); }
+
+/* Whether products with W take the AVX2 q4 kernel, which wants the rearranged input. */
+static int q4_packed(const vlm_weight *W, int64_t nb)
+{
+#ifdef VLM_HAVE_X86
+    return W->quant == VLM_WQ_Q4 && use_avx2() && nb >= 2 && nb / 2 <= Q4_MAX_PAIRS && nb <= QSCALE_MAX_BLOCKS;
+#else
+    (void)W, (void)nb;
+    return 0;
+#endif
+}
+
+/* Bytes qx_prepare needs for M input rows of a product with W. */
+static size_t qx_bytes(const vlm_weight *W, int64_t M)
+{
+    const int64_t nb = (W->cols + QB - 1) / QB;
+    return (size_t)M * ((size_t)nb * (QB + sizeof(float)) + (q4_packed(W, nb) ? q4_pack_bytes(nb) : 0));
+}
+
+/* Quantizes the M input rows x for a product with W into buf (qx_bytes(W, M) bytes), once per
+ * product rather than once per chunk of rows, and fills in the job. */
+static void qx_prepare(qgemv_job *j, float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias,
+                       uint8_t *buf)
+{
+    const int64_t K = W->cols, nb = (K + QB - 1) / QB;
+    int8_t *xq = (int8_t *)buf;
+    float *xd = (float *)(buf + (size_t)(M * nb * QB));
+    for (int64_t m = 0; m < M; m++) quant_x_row(x + m * K, K, nb, xq + m * nb * QB, xd + m * nb);
+    uint8_t *pk = NULL;
+#ifdef VLM_HAVE_X86
+    if (q4_packed(W, nb)) {
+        pk = buf + (size_t)M * (size_t)nb * (QB + sizeof(float));
+        for (int64_t m = 0; m < M; m++)
+            q4_prep(xq + m * nb * QB, xd + m * nb, nb / 2, pk + (size_t)m * q4_pack_bytes(nb));
+    }
+#endif
+    *j = (qgemv_job){y, xq, xd, M, nb, W, bias, pk};
+}
 
 /* ---- conversion at load ---------------------------------------------------- */
 
@@ -685,23 +733,19 @@ void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, c
         return;
     }
     if (M < 4) {
-        const int64_t K = W->cols, nb = (K + QB - 1) / QB;
-        int8_t *xq = malloc((size_t)(M * nb * QB));
-        float *xd = malloc((size_t)(M * nb) * sizeof(float));
-        if (xq && xd) {
-            for (int64_t m = 0; m < M; m++) quant_x_row(x + m * K, K, nb, xq + m * nb * QB, xd + m * nb);
-            qgemv_job g = {y, xq, xd, M, nb, W, bias};
+        uint8_t *buf = malloc(qx_bytes(W, M));
+        if (buf) {
+            qgemv_job g;
+            qx_prepare(&g, y, x, M, W, bias, buf);
             int64_t grain = W->rows / (16 * (int64_t)threads);
             grain = grain < 8 ? 8 : grain > 256 ? 256 : (grain + 3) / 4 * 4;
             vlm_pool_for(pool, W->rows, grain, qgemv_task, &g);
-            free(xq);
-            free(xd);
+            free(buf);
             return;
         }
-        free(xq); /* out of memory: the GEMM below needs no allocation */
-        free(xd);
+        /* out of memory: the GEMM below needs no allocation */
     }
-    if (quantized && vlm_ops_int8_activations() && vlm_linear_int8(y, x, M, W, bias)) return;
+    if (quantized && vlm_int8_act_applies(W) && vlm_linear_int8(y, x, M, W, bias)) return;
     int64_t nb = NBMAX; /* a multiple of 16 (the packed panel width) */
     while (nb > 16 && (W->rows + nb - 1) / nb < 4 * threads) nb -= 16;
     gemm_job j = {y, x, M, W, bias, nb};
@@ -754,8 +798,7 @@ void vlm_op_linear_many(const vlm_linear_job *jobs, int n)
     many_job *mj = calloc(1, sizeof *mj);
     size_t xbytes = 0;
     for (int i = 0; i < n; i++)
-        if (jobs[i].W->quant == VLM_WQ_Q8 || jobs[i].W->quant == VLM_WQ_Q4)
-            xbytes += (size_t)jobs[i].M * (size_t)((jobs[i].W->cols + QB - 1) / QB) * (QB + sizeof(float));
+        if (jobs[i].W->quant == VLM_WQ_Q8 || jobs[i].W->quant == VLM_WQ_Q4) xbytes += qx_bytes(jobs[i].W, jobs[i].M);
     uint8_t *xbuf = malloc(xbytes ? xbytes : 1);
     if (!mj || !xbuf) { /* out of memory: the single calls need less */
         free(mj);
@@ -774,15 +817,14 @@ void vlm_op_linear_many(const vlm_linear_job *jobs, int n)
         /* the same input as the job before (gate and up of one MLP): quantized once */
         int k = i - 1;
         while (k >= 0 && jobs[k].W->quant != VLM_WQ_Q8 && jobs[k].W->quant != VLM_WQ_Q4) k--;
-        if (k >= 0 && jobs[k].x == j->x && jobs[k].M == j->M && mj->q[k].nb == nb && jobs[k].W->cols == K) {
-            mj->q[i] = (qgemv_job){j->y, mj->q[k].xq, mj->q[k].xd, j->M, nb, j->W, j->bias};
+        if (k >= 0 && jobs[k].x == j->x && jobs[k].M == j->M && mj->q[k].nb == nb && jobs[k].W->cols == K &&
+            (mj->q[k].pk != NULL) == q4_packed(j->W, nb)) {
+            mj->q[i] = mj->q[k];
+            mj->q[i].y = j->y, mj->q[i].W = j->W, mj->q[i].bias = j->bias;
             continue;
         }
-        int8_t *xq = (int8_t *)p;
-        float *xd = (float *)(p + (size_t)(j->M * nb * QB));
-        p += (size_t)j->M * (size_t)nb * (QB + sizeof(float));
-        for (int64_t m = 0; m < j->M; m++) quant_x_row(j->x + m * K, K, nb, xq + m * nb * QB, xd + m * nb);
-        mj->q[i] = (qgemv_job){j->y, xq, xd, j->M, nb, j->W, j->bias};
+        qx_prepare(&mj->q[i], j->y, j->x, j->M, j->W, j->bias, p);
+        p += qx_bytes(j->W, j->M);
     }
     vlm_pool *pool = vlm_pool_default();
     int64_t grain = mj->first[n] / (16 * (int64_t)vlm_pool_threads(pool));
