@@ -16,9 +16,9 @@
  * int8 q - 8 once; tiles of 4 weight rows x 4 input rows then run over all of K, with
  * the tile's input rows in L1 and the block's weights in L2.
  *
- * Speed: on Zen 3 the integer multiplies (vpmaddubsw, vpmaddwd) issue on the same two
- * pipes as the FMAs, so this only matches the fp32 GEMM (which reaches about 80 % of the
- * FMA peak); it is an option, off by default (see vlm_ops_set_int8_activations). */
+ * Speed: q8 (this file's kernel, with the sign trick) only matches the fp32 GEMM on Zen 3, so it
+ * runs when asked for; q4 (ops_int8_q4.c) runs about 1.8x faster than it and is the default
+ * (see vlm_ops_set_int8_activations). */
 #include "core/ops.h"
 #include "core/ops_internal.h"
 #include "core/threadpool.h"
@@ -37,10 +37,16 @@
 #define QB 32 /* block of weights / inputs sharing one scale pair */
 #define NROWS 32 /* output features per task, at most */
 
-static volatile int g_int8_act = 0;
+static volatile int g_int8_act = -1;
 
-void vlm_ops_set_int8_activations(int enable) { g_int8_act = enable != 0; }
+void vlm_ops_set_int8_activations(int mode) { g_int8_act = mode < 0 ? -1 : mode != 0; }
 int vlm_ops_int8_activations(void) { return g_int8_act; }
+
+int vlm_int8_act_applies(const vlm_weight *W)
+{
+    const int mode = g_int8_act;
+    return W->quant == VLM_WQ_Q4 ? mode != 0 : W->quant == VLM_WQ_Q8 && mode == 1;
+}
 
 /* ---- input quantization ------------------------------------------------------ */
 
@@ -111,6 +117,18 @@ static void xquant_task(void *ctx, int64_t b, int64_t e)
 #endif
         quant_row_scalar(j->x + m * j->K, j->K, j->nb, j->xq + m * j->nb * QB, j->xd + m * j->nb);
     }
+}
+
+void vlm_int8_quant_rows(const float *x, int64_t M, int64_t K, int64_t nb, int8_t *xq, float *xd)
+{
+    int avx = 0;
+#ifdef VLM_HAVE_X86
+    avx = vlm_ops_avx2();
+#endif
+    vlm_pool *pool = vlm_pool_default();
+    const int64_t per = M / (4 * vlm_pool_threads(pool));
+    xquant_job xj = {x, K, nb, xq, xd, avx};
+    vlm_pool_for(pool, M, per > 1 ? per : 1, xquant_task, &xj);
 }
 
 /* ---- tiles ------------------------------------------------------------------- */
@@ -290,6 +308,7 @@ int vlm_linear_int8(float *y, const float *x, int64_t M, const vlm_weight *W, co
 {
     if (W->quant != VLM_WQ_Q8 && W->quant != VLM_WQ_Q4) return 0;
     if (M <= 0 || W->rows <= 0) return 1;
+    if (W->quant == VLM_WQ_Q4) return vlm_linear_int8_q4(y, x, M, W, bias);
     const int64_t K = W->cols, nb = (K + QB - 1) / QB, tiles = (M + CT - 1) / CT;
     /* one allocation: xq[M][nb * QB], a zero row, dx[M][nb], dx4[tiles][nb][8] */
     const size_t qbytes = (size_t)((M + 1) * nb * QB), xd_off = (qbytes + 31) / 32 * 32;
@@ -305,8 +324,7 @@ int vlm_linear_int8(float *y, const float *x, int64_t M, const vlm_weight *W, co
 #endif
     vlm_pool *pool = vlm_pool_default();
     const int threads = vlm_pool_threads(pool);
-    xquant_job xj = {x, K, nb, xq, xd, avx};
-    vlm_pool_for(pool, M, M / (4 * threads) > 1 ? M / (4 * threads) : 1, xquant_task, &xj);
+    vlm_int8_quant_rows(x, M, K, nb, xq, xd);
     for (int64_t t = 0; t < tiles; t++)
         for (int64_t b = 0; b < nb; b++)
             for (int c = 0; c < CT; c++) {

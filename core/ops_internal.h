@@ -21,6 +21,14 @@ void vlm_gemv_bf16_range(float *y, const float *x, int64_t M, const vlm_weight *
  * block of 32; the scalar kernel (vlm_ops_set_simd(0)) gives the same bits as the AVX2 one. Returns 1 when done,
  * 0 when W is not q8/q4 or memory ran out (y is then to be computed another way). */
 int vlm_linear_int8(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
+/* Whether products with W for M >= 4 take vlm_linear_int8 under the current setting
+ * (vlm_ops_set_int8_activations: auto = q4 only). */
+int vlm_int8_act_applies(const vlm_weight *W);
+/* Its q4 part (ops_int8_q4.c), same contract. */
+int vlm_linear_int8_q4(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
+/* M rows of x[M][K] quantized to int8 per block of 32 into xq[M][nb * 32] (zero padded) and xd[M][nb]
+ * (on the thread pool; AVX2 and scalar give the same bytes). */
+void vlm_int8_quant_rows(const float *x, int64_t M, int64_t K, int64_t nb, int8_t *xq, float *xd);
 
 /* 1 when the AVX2+FMA+F16C kernels run here (and are not disabled by vlm_ops_set_simd). */
 int vlm_ops_avx2(void);

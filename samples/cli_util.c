@@ -1,9 +1,11 @@
 #include "samples/cli.h"
 #include "core/error.h"
+#include "core/ops.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cli_fail(const char *cmd)
 {
@@ -35,4 +37,21 @@ int cli_float(const char *cmd, const char *opt, const char *s, double lo, double
     }
     *out = v;
     return 0;
+}
+
+int cli_int8_act(const char *cmd, const char *s)
+{
+    const int mode = !strcmp(s, "auto") ? -1 : !strcmp(s, "on") ? 1 : !strcmp(s, "off") ? 0 : -2;
+    if (mode == -2) {
+        fprintf(stderr, "vlm %s: --int8-act takes auto, on or off, not '%s'\n", cmd, s);
+        return -1;
+    }
+    vlm_ops_set_int8_activations(mode);
+    return 0;
+}
+
+const char *cli_int8_act_name(void)
+{
+    const int mode = vlm_ops_int8_activations();
+    return mode < 0 ? "auto" : mode ? "on" : "off";
 }

@@ -61,6 +61,8 @@ static void usage(FILE *f)
           "  --draw OUT.png           write the image the answer's grounding boxes refer to (the last one\n"
           "                           given) with the boxes drawn and labelled; unchanged if there are none\n"
           "  --threads N              CPU threads (default: all cores)\n"
+          "  --int8-act A             int8 activations in prompt / image products: auto (default: for q4\n"
+          "                           weights), on (q8 and q4) or off (fp32 products on dequantized weights)\n"
           "  --max-pixels N           refuse larger images, checked before decoding (default 50000000)\n"
           "  --context N              limit the context (default: the model's max_position_embeddings)\n"
           "  --quant Q                weight formats: ref (default: as stored, fp32 reference kernels), bf16,\n"
@@ -106,6 +108,7 @@ static int parse_args(int argc, char **argv, ask_args *a)
         else if (!strcmp(o, "--ids")) a->ids_text = val;
         else if (!strcmp(o, "--quant")) a->quant = val;
         else if (!strcmp(o, "--device")) a->device = val;
+        else if (!strcmp(o, "--int8-act")) bad = cli_int8_act("ask", val);
         else if (!strcmp(o, "--max-tokens")) bad = cli_int("ask", o, val, 0, 1 << 20, &a->max_tokens);
         else if (!strcmp(o, "--threads")) bad = cli_int("ask", o, val, 0, 1024, &a->threads);
         else if (!strcmp(o, "--max-pixels")) bad = cli_int("ask", o, val, 1, (long long)1 << 40, &a->max_pixels);

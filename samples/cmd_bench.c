@@ -380,6 +380,8 @@ static void usage(FILE *f)
           "                    projector stay on the CPU); without a usable GPU: a note on stderr and the CPU\n"
           "  --reps N          repetitions per figure (default 3)\n"
           "  --threads N       CPU threads (default: all cores)\n"
+          "  --int8-act A      int8 activations in prefill / ViT products: auto (default: for q4 weights),\n"
+          "                    on (q8 and q4) or off (fp32 products on the dequantized weights)\n"
           "  --skip LIST       leave out some of vit,prefill,image,decode,ttft (comma-separated)\n"
           "  --json            one JSON object instead of the table\n",
           f);
@@ -411,6 +413,8 @@ int vlm_cmd_bench(int argc, char **argv)
             quant = argv[++i];
         } else if (!strcmp(a, "--device") && i + 1 < argc) {
             device = argv[++i];
+        } else if (!strcmp(a, "--int8-act") && i + 1 < argc) {
+            if (cli_int8_act("bench", argv[++i])) return 2;
         } else if (!strcmp(a, "--skip") && i + 1 < argc) {
             skip = argv[++i];
         } else if (!strcmp(a, "--reps") && i + 1 < argc) {
@@ -472,9 +476,9 @@ int vlm_cmd_bench(int argc, char **argv)
     cpu_model(cpu, sizeof cpu);
     const int nthreads = vlm_pool_threads(vlm_pool_default());
     if (json) {
-        printf("{\"model\":\"%s\",\"quant\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"simd\":\"%s\",\"cpu\":\"%s\","
-               "\"reps\":%lld,",
-               dir, qs, vlm_model_device(m), nthreads, vlm_ops_simd(), cpu, reps);
+        printf("{\"model\":\"%s\",\"quant\":\"%s\",\"int8_act\":\"%s\",\"device\":\"%s\",\"threads\":%d,"
+               "\"simd\":\"%s\",\"cpu\":\"%s\",\"reps\":%lld,",
+               dir, qs, cli_int8_act_name(), vlm_model_device(m), nthreads, vlm_ops_simd(), cpu, reps);
         print_series(stdout, "vit_ms_per_tile", &vit, 0);
         print_series(stdout, "prefill_tok_s", &pre, 0);
         print_series(stdout, "prefill_image_tok_s", &pre_img, 0);
@@ -486,8 +490,9 @@ int vlm_cmd_bench(int argc, char **argv)
                (long long)ttft_tokens, rss_mb, mb.weight_bytes / 1048576.0, kv_mb, mb.decode_bytes / 1048576.0, bw, bound,
                bound > 0 ? dmed / bound : 0, load_ms);
     } else {
-        printf("model %s\nquant %s\ndevice %s (text decoder)\ncpu %s, %d threads, kernels %s, %lld reps (min / median / max)\n",
-               dir, qs, vlm_model_device(m), cpu, nthreads, vlm_ops_simd(), reps);
+        printf("model %s\nquant %s (int8 activations: %s)\ndevice %s (text decoder)\ncpu %s, %d threads, kernels %s, %lld "
+               "reps (min / median / max)\n",
+               dir, qs, cli_int8_act_name(), vlm_model_device(m), cpu, nthreads, vlm_ops_simd(), reps);
         printf("load                 %.0f ms\n", load_ms);
         const struct {
             const char *name, *unit;

@@ -12,7 +12,8 @@
 //    + 1e-6, and the relative RMS error over all outputs is below 2.5e-2 (about 4e-3 for Gaussian
 //    inputs; these inputs have an 8x outlier feature every 61, which coarsens their blocks' steps:
 //    1e-2 to 1.7e-2);
-//  - vlm_op_linear takes this path only with vlm_ops_set_int8_activations(1) and M >= 4.
+//  - vlm_op_linear takes this path only for M >= 4: by default (auto) for q4 weights, for q8 only
+//    with vlm_ops_set_int8_activations(1); 0 turns it off for both.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -33,7 +34,7 @@ namespace {
 struct SimdRestore {
   ~SimdRestore() {
     vlm_ops_set_simd(1);
-    vlm_ops_set_int8_activations(0);
+    vlm_ops_set_int8_activations(-1);
   }
 };
 
@@ -166,28 +167,40 @@ TEST(OpsInt8, LargerGroupsAndTileEdges) {
     }
 }
 
-// vlm_op_linear uses the int8 GEMM only when asked, and only for M >= 4 (decode keeps its GEMV).
-TEST(OpsInt8, SelectedByTheOption) {
+// vlm_op_linear uses the int8 GEMM for M >= 4 only (decode keeps its GEMV): by default for q4,
+// for q8 only when asked.
+void check_selection(vlm_wquant fmt, int default_on) {
+  SCOPED_TRACE(vlm_wquant_name(fmt));
   SimdRestore restore;
   Case c;
-  make_case(c, VLM_WQ_Q8, 32, 9, 21, 896, 5);
+  make_case(c, fmt, 32, 9, 21, 896, 5);
   ASSERT_FALSE(testing::Test::HasFatalFailure());
-  EXPECT_EQ(vlm_ops_int8_activations(), 0);  // off by default
-  std::vector<float> y_off((size_t)(9 * 21)), y_on((size_t)(9 * 21));
-  vlm_op_linear(y_off.data(), c.x.data(), 9, &c.W, c.bias.data());
+  EXPECT_EQ(vlm_ops_int8_activations(), -1);  // auto by default
+  const size_t n = (size_t)(9 * 21);
+  std::vector<float> y_auto(n), y_on(n), y_off(n);
+  vlm_op_linear(y_auto.data(), c.x.data(), 9, &c.W, c.bias.data());
   vlm_ops_set_int8_activations(1);
   EXPECT_EQ(vlm_ops_int8_activations(), 1);
   vlm_op_linear(y_on.data(), c.x.data(), 9, &c.W, c.bias.data());
+  vlm_ops_set_int8_activations(0);
+  EXPECT_EQ(vlm_ops_int8_activations(), 0);
+  vlm_op_linear(y_off.data(), c.x.data(), 9, &c.W, c.bias.data());
   std::vector<float> direct = run_int8(c, true);
-  vlm_ops_set_int8_activations(1);
-  EXPECT_EQ(0, memcmp(y_on.data(), direct.data(), direct.size() * sizeof(float)));
-  EXPECT_NE(0, memcmp(y_on.data(), y_off.data(), direct.size() * sizeof(float)));
-  // decode rows: the same results with the option on or off
+  EXPECT_EQ(0, memcmp(y_on.data(), direct.data(), n * sizeof(float)));
+  EXPECT_NE(0, memcmp(y_on.data(), y_off.data(), n * sizeof(float)));
+  EXPECT_EQ(0, memcmp(y_auto.data(), default_on ? y_on.data() : y_off.data(), n * sizeof(float)));
+  // decode rows: the same results whatever the setting
   std::vector<float> d_on(21), d_off(21);
+  vlm_ops_set_int8_activations(1);
   vlm_op_linear(d_on.data(), c.x.data(), 1, &c.W, c.bias.data());
   vlm_ops_set_int8_activations(0);
   vlm_op_linear(d_off.data(), c.x.data(), 1, &c.W, c.bias.data());
   EXPECT_EQ(0, memcmp(d_on.data(), d_off.data(), d_on.size() * sizeof(float)));
+}
+
+TEST(OpsInt8, SelectedByTheOption) {
+  check_selection(VLM_WQ_Q8, 0);
+  check_selection(VLM_WQ_Q4, 1);
 }
 
 // Non-quantized weights are declined (the caller keeps its own path).

@@ -5,8 +5,10 @@
 //    and d = fp16(max|w| / 127) for q8, fp16(max|w| / 7) for q4; bf16 conversion is round-to-nearest.
 //  - GEMM (M >= 4, all formats): equal to the reference linear on the dequantized fp32 weights up to
 //    summation order: |y - ref| <= 1e-5 * |x||w| + 1e-6.
-//  - GEMV (M < 4, q8/q4): inputs are quantized to int8 per block of 32 (e = max|x| / 254 per block), so
-//    |y - ref| <= sum_blocks e_b * sum_{k in b} |w_k| (+ 1e-5 * |x||w|), where ref uses the dequantized weights.
+//  - GEMV (M < 4, q8/q4), and the GEMM with int8 activations (q4 by default, see
+//    vlm_ops_set_int8_activations): inputs are quantized to int8 per block of 32 (e = max|x| / 254 per
+//    block), so |y - ref| <= sum_blocks e_b * sum_{k in b} |w_k| (+ 1e-5 * |x||w|), where ref uses the
+//    dequantized weights. The fp32 GEMM for q4 is checked with the setting off.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -64,7 +66,10 @@ Mat dequant(const vlm_weight &W) {
 }
 
 struct SimdRestore {
-  ~SimdRestore() { vlm_ops_set_simd(1); }
+  ~SimdRestore() {
+    vlm_ops_set_simd(1);
+    vlm_ops_set_int8_activations(-1);
+  }
 };
 
 vlm_weight convert(const Mat &m, vlm_wquant fmt, int group) {
@@ -164,7 +169,9 @@ void check_linear(vlm_wquant fmt, int group, int64_t M, int64_t N, int64_t K, bo
   for (int64_t n = 0; n < N; n++) b[(size_t)n] = 0.01f * (float)n;
   vlm_op_linear(ref.data(), x.data(), M, &ref_w, bias ? b.data() : nullptr);
   vlm_op_linear(y.data(), x.data(), M, &W, bias ? b.data() : nullptr);
-  const bool int8_inputs = M < 4 && (fmt == VLM_WQ_Q8 || fmt == VLM_WQ_Q4);
+  const int mode = vlm_ops_int8_activations();
+  const bool int8_inputs = (fmt == VLM_WQ_Q8 || fmt == VLM_WQ_Q4) &&
+                           (M < 4 || mode == 1 || (mode < 0 && fmt == VLM_WQ_Q4));
   double worst = 0;
   for (int64_t i = 0; i < M; i++)
     for (int64_t n = 0; n < N; n++) {
@@ -205,6 +212,16 @@ TEST(QuantKernels, ScalarFallbackMatchesReference) {
   vlm_ops_set_simd(0);
   EXPECT_STREQ(vlm_ops_simd(), "scalar");
   all_shapes("scalar");
+}
+
+// q4 products of M >= 4 rows on the fp32 GEMM (dequantized weights) when int8 activations are off.
+TEST(QuantKernels, Q4GemmWithFp32Activations) {
+  SimdRestore restore;
+  vlm_ops_set_int8_activations(0);
+  for (int64_t M : {4, 9})
+    for (auto nk : {std::pair<int64_t, int64_t>{100, 896}, {37, 4304}, {64, 588}, {5, 33}})
+      for (int group : {32, 64}) check_linear(VLM_WQ_Q4, group, M, nk.first, nk.second, M % 2 == 1, "fp32 act");
+  check_linear(VLM_WQ_Q4, 128, 61, 300, 1152, false, "fp32 act large");
 }
 
 // A large M exercises several K slices and output blocks of the GEMM on every thread.
