@@ -77,7 +77,11 @@ static void gemv_bf16_rows4(const float *x, const uint16_t *w, int64_t K, float 
     v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     const uint16_t *w0 = w, *w1 = w + K, *w2 = w + 2 * K, *w3 = w + 3 * K;
     int64_t k = 0;
+    /* the 4 rows are 8 K contiguous bytes read 64 per step: fetch the same 64 bytes two such tiles
+     * ahead (see GEMV_PF_GROUPS in ops_fast.c; rows are too short for the hardware prefetcher) */
+    const uint16_t *ahead = w + 8 * K;
     for (; k + 8 <= K; k += 8) {
+        __builtin_prefetch(ahead + 4 * k);
         v8f xv = load8(x + k);
         a0 += xv * load8_bf16(w0 + k);
         a1 += xv * load8_bf16(w1 + k);

@@ -136,10 +136,13 @@ static TGT_INLINE float hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* Prefetch distance for the weight streams of a GEMV (bytes ahead of the row position being
- * read): rows are short (640 bytes for K = 1280 in q4), so the hardware prefetcher, which needs
- * a few lines to lock on to each stream, would otherwise miss the start of every row. */
-#define GEMV_PREFETCH 1024
+/* Software prefetch for the GEMVs: a tile of 4 weight rows is one contiguous stretch of memory,
+ * read front to back in 4 interleaved streams; at each step the kernels fetch the bytes the
+ * same step will read GEMV_PF_GROUPS tiles ahead, so one linear stream runs ahead of them.
+ * Rows are short (640 bytes for K = 1280 in q4), too short for the hardware prefetcher to lock
+ * on to each row (fetching ahead within each row instead streamed 22 GB/s on both cores of the
+ * Zen 3 this was measured on, this 27-34 GB/s). */
+#define GEMV_PF_GROUPS 2
 
 /* cs[b] = (weight scale of block b) * xd[b] for blocks [0, nb) of one row: the same float
  * product the dot loops would form per block, made once ahead of them (8 at a time when every
@@ -178,8 +181,11 @@ static TGT_INLINE void qdot_rows(const vlm_weight *W, int64_t r0, const int8_t *
         for (; b + 2 <= nb; b += 2) {
             const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * QB));
             const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + b * QB + QB));
+            if (R == 4) { /* 256 bytes of the tile per step */
+                const uint8_t *ahead = w + (GEMV_PF_GROUPS * 4) * rb + b * 128;
+                for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(ahead + 64 * l), _MM_HINT_T0);
+            }
             for (int r = 0; r < R; r++) {
-                _mm_prefetch((const char *)(w + r * rb + b * QB + GEMV_PREFETCH), _MM_HINT_T0);
                 __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + r * rb + b * QB));
                 __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + r * rb + b * QB + QB));
                 __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
@@ -283,7 +289,6 @@ static TGT_INLINE void q4_pairs_rows(const vlm_weight *W, int64_t r0, const q4_x
 #define Q4_ROW(r, a)                                                                                        \
     do {                                                                                                    \
         const uint8_t *wr = w + (r) * rb + p * QB;                                                          \
-        _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);                                      \
         __m256i v = _mm256_loadu_si256((const __m256i *)wr);                                                \
         __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);           \
         __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));       \
@@ -293,6 +298,11 @@ static TGT_INLINE void q4_pairs_rows(const vlm_weight *W, int64_t r0, const q4_x
         a = _mm256_fmadd_ps(f, d, a);                                                                       \
     } while (0)
         if (R == 4) {
+            /* the four rows are one contiguous stretch of 4 * rb bytes, read 128 bytes per pair: fetch
+             * the same 128 bytes of the stretch GEMV_PF_GROUPS groups ahead */
+            const uint8_t *ahead = w + (GEMV_PF_GROUPS * 4) * rb + p * 128;
+            _mm_prefetch((const char *)ahead, _MM_HINT_T0);
+            _mm_prefetch((const char *)(ahead + 64), _MM_HINT_T0);
             Q4_ROW(0, a0);
             Q4_ROW(1, a1);
             Q4_ROW(2, a2);
