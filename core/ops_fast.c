@@ -59,23 +59,6 @@ int vlm_ops_avx2(void) { return use_avx2(); }
 void vlm_ops_set_simd(int enable) { g_simd = enable ? detect_simd() : 0; }
 const char *vlm_ops_simd(void) { return use_avx2() ? "avx2" : "scalar"; }
 
-/* ---- activation quantization (decode) ------------------------------------ */
-
-static void quant_x_row(const float *x, int64_t K, int64_t nb, int8_t *q, float *d)
-{
-    for (int64_t b = 0; b < nb; b++) {
-        int64_t k0 = b * QB, n = K - k0 < QB ? K - k0 : QB;
-        float amax = 0;
-        for (int64_t i = 0; i < n; i++) amax = fabsf(x[k0 + i]) > amax ? fabsf(x[k0 + i]) : amax;
-        float dd = amax / 127.0f, inv = dd > 0 ? 1.0f / dd : 0.0f;
-        d[b] = dd;
-        for (int64_t i = 0; i < QB; i++) {
-            float v = i < n ? nearbyintf(x[k0 + i] * inv) : 0.0f;
-            q[k0 + i] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : (int)v);
-        }
-    }
-}
-
 /* q4 pairs of blocks (see q4_pairs_rows): the input row rearranged once per product, for
  * every chunk of rows the pool hands out (rows are cut short: K <= 64 * Q4_MAX_PAIRS). */
 #define Q4_MAX_PAIRS 512
@@ -399,7 +382,7 @@ static void qx_prepare(qgemv_job *j, float *y, const float *x, int64_t M, const 
     const int64_t K = W->cols, nb = (K + QB - 1) / QB;
     int8_t *xq = (int8_t *)buf;
     float *xd = (float *)(buf + (size_t)(M * nb * QB));
-    for (int64_t m = 0; m < M; m++) quant_x_row(x + m * K, K, nb, xq + m * nb * QB, xd + m * nb);
+    for (int64_t m = 0; m < M; m++) vlm_int8_quant_row(x + m * K, K, nb, xq + m * nb * QB, xd + m * nb);
     uint8_t *pk = NULL;
 #ifdef VLM_HAVE_X86
     if (q4_packed(W, nb)) {

@@ -119,6 +119,17 @@ static void xquant_task(void *ctx, int64_t b, int64_t e)
     }
 }
 
+void vlm_int8_quant_row(const float *x, int64_t K, int64_t nb, int8_t *q, float *d)
+{
+#ifdef VLM_HAVE_X86
+    if (vlm_ops_avx2()) {
+        quant_row_avx2(x, K, nb, q, d);
+        return;
+    }
+#endif
+    quant_row_scalar(x, K, nb, q, d);
+}
+
 void vlm_int8_quant_rows(const float *x, int64_t M, int64_t K, int64_t nb, int8_t *xq, float *xd)
 {
     int avx = 0;

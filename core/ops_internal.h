@@ -26,6 +26,9 @@ int vlm_linear_int8(float *y, const float *x, int64_t M, const vlm_weight *W, co
 int vlm_int8_act_applies(const vlm_weight *W);
 /* Its q4 part (ops_int8_q4.c), same contract. */
 int vlm_linear_int8_q4(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
+/* One row x[K] quantized to int8 per block of 32 into q[nb * 32] (zero padded) and d[nb]: d = max|x| / 127,
+ * q = round-half-even(x / d) clamped to +-127 (AVX2 and scalar give the same bytes). */
+void vlm_int8_quant_row(const float *x, int64_t K, int64_t nb, int8_t *q, float *d);
 /* M rows of x[M][K] quantized to int8 per block of 32 into xq[M][nb * 32] (zero padded) and xd[M][nb]
  * (on the thread pool; AVX2 and scalar give the same bytes). */
 void vlm_int8_quant_rows(const float *x, int64_t M, int64_t K, int64_t nb, int8_t *xq, float *xd);
