@@ -8,6 +8,7 @@
 #include <vector>
 
 extern "C" {
+#include "core/ops.h"
 #include "vlm.h"
 #include "core/error.h"
 #include "fusion/model.h"
@@ -141,6 +142,55 @@ TEST(Engine, QuantOptionIsParsedAndApplied)
     cJSON_Delete(j);
     ASSERT_EQ(cli_ids.size(), 16u) << cli;
     EXPECT_EQ(q4, StreamText("tiny-mha", cli_ids));
+}
+
+// The ids `vlm ask` prints for case 1 with the given extra options.
+std::vector<int32_t> CliIds(const std::string &opts)
+{
+    std::string cli;
+    const std::string cmd = golden::vlm_bin() + " ask -m " + golden::model_dir("tiny-mha") + " -i " +
+                            golden::input_dir(kCase) + "/image.png --max-tokens 16 --ignore-eos --json " + opts +
+                            " \"Describe this image.\" 2>/dev/null";
+    EXPECT_EQ(golden::run(cmd, &cli), 0) << cli;
+    cJSON *j = cJSON_Parse(cli.c_str());
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(j, "token_ids");
+    std::vector<int32_t> v;
+    for (const cJSON *x = ids ? ids->child : nullptr; x; x = x->next) v.push_back((int32_t)x->valuedouble);
+    cJSON_Delete(j);
+    return v;
+}
+
+// --int8-act sets the process-wide int8-activation mode: `vlm ask --quant q4 --int8-act off` answers
+// as the engine does with vlm_ops_set_int8_activations(0), and --int8-act on / auto (q4: int8 either
+// way) as the engine with the default; a bad value is an error.
+TEST(Engine, Int8ActivationModeMatchesTheCli)
+{
+    vlm_engine_options opt = {};
+    opt.quant = "q4";
+    int rc;
+    vlm_engine *e = nullptr;
+    vlm_ops_set_int8_activations(0);
+    ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &opt, &e), VLM_OK) << vlm_last_error();
+    const std::string off = Ask(e, &rc);
+    EXPECT_EQ(rc, VLM_OK) << vlm_last_error();
+    vlm_engine_close(e);
+    vlm_ops_set_int8_activations(-1);
+    ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &opt, &e), VLM_OK) << vlm_last_error();
+    const std::string dflt = Ask(e, &rc);
+    EXPECT_EQ(rc, VLM_OK) << vlm_last_error();
+    vlm_engine_close(e);
+
+    EXPECT_EQ(off, StreamText("tiny-mha", CliIds("--quant q4 --int8-act off")));
+    const std::vector<int32_t> on = CliIds("--quant q4 --int8-act on");
+    EXPECT_EQ(dflt, StreamText("tiny-mha", on));
+    EXPECT_EQ(on, CliIds("--quant q4 --int8-act auto"));
+    EXPECT_EQ(on, CliIds("--quant q4"));
+
+    std::string out;
+    EXPECT_EQ(golden::run(golden::vlm_bin() + " ask -m " + golden::model_dir("tiny-mha") + " --int8-act sometimes Hi 2>&1",
+                          &out),
+              2);
+    EXPECT_NE(out.find("--int8-act takes auto, on or off, not 'sometimes'"), std::string::npos) << out;
 }
 
 }  // namespace
