@@ -127,8 +127,9 @@ typedef struct {
 int vlm_op_attention(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out);
 
 /* The fast path's attention (core/ops_attention.c): blocked, AVX2, never the n_q x n_kv matrix;
+ * one query row (decode) against 64 keys or more: blocks of keys read row by row for every head;
  * equals vlm_op_attention up to rounding (summation order, a polynomial exp). Falls back to
- * vlm_op_attention without AVX2 and for n_q < 6. */
+ * vlm_op_attention without AVX2, for 2 to 5 query rows and for decode against fewer keys. */
 int vlm_op_attention_fast(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out);
 /* vlm_op_gelu_tanh with a polynomial exp (AVX2), equal up to rounding. */
 void vlm_op_gelu_tanh_fast(float *x, int64_t n);

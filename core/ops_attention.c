@@ -5,8 +5,9 @@
  * panels of 16 value columns ([n_kv][16]); a task takes one head and a block of QB query
  * rows, computes their score rows with the 6x16 register kernel (QB x n_kv floats: a block
  * of rows, never the n_q x n_kv matrix), a vectorized softmax, then P . V with the same
- * kernel. Causal masking skips key panels past the block's last visible key. Without AVX2
- * (or for fewer than 6 query rows: decode) it calls the reference vlm_op_attention. */
+ * kernel. Causal masking skips key panels past the block's last visible key. One query row
+ * (decode) takes its own path below (attention_decode). Without AVX2, or for 2 to 5 query
+ * rows, it calls the reference vlm_op_attention. */
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/ops_internal.h"
@@ -183,6 +184,111 @@ TGT static void fattn_task(void *ctx, int64_t b, int64_t e)
     }
     free(S);
 }
+
+/* ---- decode attention (one query row) ----------------------------------------------
+ * A head's keys are short pieces a whole cache row apart; reading them head by head strides
+ * through the cache. Instead tasks take blocks of DEC_KEYS keys and go through each key row
+ * once, front to back, for every head (heads sharing a kv head reuse its piece from cache):
+ * scores, then per head a softmax, then per block a partial P.V for every head, added up in
+ * block order (so the result does not depend on the thread count). */
+#define DEC_KEYS 128
+#define DEC_MIN_KEYS 64 /* fewer keys: the reference op (its per-head split is as good there) */
+
+typedef struct {
+    const vlm_attention_params *p;
+    const float *q, *k, *v;
+    float *s;    /* [n_heads][kpad]: scores, then e^(s - max) */
+    float *inv;  /* [n_heads]: 1 / sum */
+    float *part; /* [n_blocks][n_heads][v_dim] */
+    int64_t n, kpad;
+} dattn_job;
+
+static TGT_INLINE float dot_avx2(const float *a, const float *b, int n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+    __m256 t = _mm256_add_ps(a0, a1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float r = _mm_cvtss_f32(h);
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
+TGT static void dattn_scores(void *ctx, int64_t b, int64_t e)
+{
+    const dattn_job *j = ctx;
+    const vlm_attention_params *p = j->p;
+    const int group = p->n_heads / p->n_kv_heads;
+    const int64_t k1 = e * DEC_KEYS < j->n ? e * DEC_KEYS : j->n;
+    for (int64_t t = b * DEC_KEYS; t < k1; t++) {
+        const float *kr = j->k + t * p->k_stride;
+        for (int h = 0; h < p->n_heads; h++)
+            j->s[h * j->kpad + t] = dot_avx2(j->q + (int64_t)h * p->qk_dim, kr + (int64_t)(h / group) * p->qk_dim, p->qk_dim) * p->scale;
+    }
+}
+
+TGT static void dattn_softmax(void *ctx, int64_t b, int64_t e)
+{
+    const dattn_job *j = ctx;
+    for (int64_t h = b; h < e; h++) softmax_row(j->s + h * j->kpad, j->n, j->n, j->inv + h);
+}
+
+TGT static void dattn_values(void *ctx, int64_t b, int64_t e)
+{
+    const dattn_job *j = ctx;
+    const vlm_attention_params *p = j->p;
+    const int group = p->n_heads / p->n_kv_heads, dv = p->v_dim;
+    for (int64_t blk = b; blk < e; blk++) {
+        float *o = j->part + blk * p->n_heads * dv;
+        memset(o, 0, (size_t)p->n_heads * (size_t)dv * sizeof(float));
+        const int64_t k1 = (blk + 1) * DEC_KEYS < j->n ? (blk + 1) * DEC_KEYS : j->n;
+        for (int64_t t = blk * DEC_KEYS; t < k1; t++) {
+            const float *vr = j->v + t * p->v_stride;
+            for (int h = 0; h < p->n_heads; h++) {
+                const __m256 w = _mm256_set1_ps(j->s[h * j->kpad + t]);
+                const float *x = vr + (int64_t)(h / group) * dv;
+                float *y = o + (int64_t)h * dv;
+                int i = 0;
+                for (; i + 8 <= dv; i += 8)
+                    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+                for (; i < dv; i++) y[i] += j->s[h * j->kpad + t] * x[i];
+            }
+        }
+    }
+}
+
+/* Returns 0 when it ran, 1 when memory ran out (the caller uses the reference op). */
+TGT static int attention_decode(const vlm_attention_params *p, const float *q, const float *k, const float *v,
+                                float *out)
+{
+    int64_t n = p->causal ? p->q_pos0 + 1 : p->n_kv;
+    if (n > p->n_kv) n = p->n_kv;
+    const int64_t kpad = (n + 7) / 8 * 8, blocks = (n + DEC_KEYS - 1) / DEC_KEYS, dv = p->v_dim;
+    float *s = malloc((size_t)(p->n_heads * kpad + p->n_heads + blocks * p->n_heads * dv) * sizeof(float));
+    if (!s) return 1;
+    dattn_job j = {p, q, k, v, s, s + p->n_heads * kpad, s + p->n_heads * kpad + p->n_heads, n, kpad};
+    vlm_pool *pool = vlm_pool_default();
+    vlm_pool_for(pool, blocks, 1, dattn_scores, &j);
+    vlm_pool_for(pool, p->n_heads, 1, dattn_softmax, &j);
+    vlm_pool_for(pool, blocks, 1, dattn_values, &j);
+    for (int h = 0; h < p->n_heads; h++) {
+        float *o = out + (int64_t)h * dv;
+        for (int64_t i = 0; i < dv; i++) {
+            float acc = 0;
+            for (int64_t blk = 0; blk < blocks; blk++) acc += j.part[(blk * p->n_heads + h) * dv + i];
+            o[i] = acc * j.inv[h];
+        }
+    }
+    free(s);
+    return 0;
+}
 #endif
 
 void vlm_op_gelu_tanh_fast(float *x, int64_t n)
@@ -199,8 +305,11 @@ void vlm_op_gelu_tanh_fast(float *x, int64_t n)
 int vlm_op_attention_fast(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    if (!vlm_ops_avx2() || p->n_q < 6 || p->n_kv <= 0 || p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
+    if (!vlm_ops_avx2() || p->n_kv <= 0 || p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
         return vlm_op_attention(p, q, k, v, out);
+    if (p->n_q == 1 && p->n_kv >= DEC_MIN_KEYS)
+        return attention_decode(p, q, k, v, out) ? vlm_op_attention(p, q, k, v, out) : VLM_OK;
+    if (p->n_q < 6) return vlm_op_attention(p, q, k, v, out);
     fattn_job j = {.p = p, .q = q, .k = k, .v = v, .out = out};
     j.npk = (p->n_kv + 15) / 16;
     j.kvpad = j.npk * 16;

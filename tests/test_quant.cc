@@ -276,14 +276,18 @@ TEST(QuantKernels, SliceOfQuantizedRows) {
 }
 
 // The fast attention against the reference op (|d| <= 1e-5; outputs are O(1) averages of values):
-// ViT-like (no mask), causal prefill with GQA and a cache offset, MLA-like (one kv head, wide).
+// ViT-like (no mask), causal prefill with GQA and a cache offset, MLA-like (one kv head, wide), and
+// decode steps (one query row: the key-block path from 64 keys on) with every head layout, the
+// causal limit below and at the cache length, partial key blocks and head dims not a multiple of 8.
 TEST(FastKernels, AttentionMatchesReference) {
   struct Case {
     int64_t n_q, n_kv;
     int heads, kv_heads, d, dv, causal;
     int64_t pos0;
-  } cases[] = {{50, 50, 4, 4, 72, 72, 0, 0}, {37, 60, 6, 2, 64, 64, 1, 23}, {13, 13, 3, 1, 40, 24, 1, 0},
-               {7, 30, 2, 2, 16, 16, 1, 23}, {5, 5, 2, 2, 8, 8, 1, 0}};
+  } cases[] = {{50, 50, 4, 4, 72, 72, 0, 0},     {37, 60, 6, 2, 64, 64, 1, 23},   {13, 13, 3, 1, 40, 24, 1, 0},
+               {7, 30, 2, 2, 16, 16, 1, 23},     {5, 5, 2, 2, 8, 8, 1, 0},        {1, 1040, 10, 10, 128, 128, 1, 1039},
+               {1, 300, 8, 2, 64, 64, 1, 200},   {1, 64, 4, 1, 72, 40, 0, 0},     {1, 777, 16, 1, 576, 512, 1, 776},
+               {1, 129, 3, 3, 20, 12, 1, 128},   {1, 63, 2, 2, 16, 16, 1, 62}};
   for (const Case &c : cases) {
     SCOPED_TRACE(testing::Message() << "n_q " << c.n_q << " n_kv " << c.n_kv << " causal " << c.causal);
     vlm_attention_params p{};
