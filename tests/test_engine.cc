@@ -104,6 +104,22 @@ TEST(Engine, DeviceOptionRunsOrFallsBackWithANote)
     EXPECT_NE(std::strstr(vlm_last_error(), "gpu"), nullptr) << vlm_last_error();
 }
 
+// The ids `vlm ask` prints for case 1 with the given extra options.
+std::vector<int32_t> CliIds(const std::string &opts)
+{
+    std::string cli;
+    const std::string cmd = golden::vlm_bin() + " ask -m " + golden::model_dir("tiny-mha") + " -i " +
+                            golden::input_dir(kCase) + "/image.png --max-tokens 16 --ignore-eos --json " + opts +
+                            " \"Describe this image.\" 2>/dev/null";
+    EXPECT_EQ(golden::run(cmd, &cli), 0) << cli;
+    cJSON *j = cJSON_Parse(cli.c_str());
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(j, "token_ids");
+    std::vector<int32_t> v;
+    for (const cJSON *x = ids ? ids->child : nullptr; x; x = x->next) v.push_back((int32_t)x->valuedouble);
+    cJSON_Delete(j);
+    return v;
+}
+
 TEST(Engine, QuantOptionIsParsedAndApplied)
 {
     vlm_engine_options opt = {};
@@ -130,34 +146,9 @@ TEST(Engine, QuantOptionIsParsedAndApplied)
     EXPECT_EQ(rc, VLM_OK) << vlm_last_error();
     vlm_engine_close(e);
     EXPECT_NE(q4, GoldenAnswer("tiny-mha"));
-    std::string cli;
-    const std::string cmd = golden::vlm_bin() + " ask -m " + golden::model_dir("tiny-mha") + " -i " +
-                            golden::input_dir(kCase) + "/image.png --max-tokens 16 --ignore-eos --quant q4 --json " +
-                            "\"Describe this image.\" 2>/dev/null";
-    ASSERT_EQ(golden::run(cmd, &cli), 0) << cli;
-    cJSON *j = cJSON_Parse(cli.c_str());
-    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(j, "token_ids");
-    std::vector<int32_t> cli_ids;
-    for (const cJSON *x = ids ? ids->child : nullptr; x; x = x->next) cli_ids.push_back((int32_t)x->valuedouble);
-    cJSON_Delete(j);
-    ASSERT_EQ(cli_ids.size(), 16u) << cli;
+    const std::vector<int32_t> cli_ids = CliIds("--quant q4");
+    ASSERT_EQ(cli_ids.size(), 16u);
     EXPECT_EQ(q4, StreamText("tiny-mha", cli_ids));
-}
-
-// The ids `vlm ask` prints for case 1 with the given extra options.
-std::vector<int32_t> CliIds(const std::string &opts)
-{
-    std::string cli;
-    const std::string cmd = golden::vlm_bin() + " ask -m " + golden::model_dir("tiny-mha") + " -i " +
-                            golden::input_dir(kCase) + "/image.png --max-tokens 16 --ignore-eos --json " + opts +
-                            " \"Describe this image.\" 2>/dev/null";
-    EXPECT_EQ(golden::run(cmd, &cli), 0) << cli;
-    cJSON *j = cJSON_Parse(cli.c_str());
-    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(j, "token_ids");
-    std::vector<int32_t> v;
-    for (const cJSON *x = ids ? ids->child : nullptr; x; x = x->next) v.push_back((int32_t)x->valuedouble);
-    cJSON_Delete(j);
-    return v;
 }
 
 // --int8-act sets the process-wide int8-activation mode: `vlm ask --quant q4 --int8-act off` answers
