@@ -5,6 +5,8 @@
 // must reproduce the CPU backend's logits, hidden states and routing exactly.
 #include <gtest/gtest.h>
 
+#include "buffer_util.h"
+
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -24,19 +26,8 @@ extern "C" {
 
 namespace {
 
-std::vector<float> Rand(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f)
-{
-    std::mt19937 g(seed);
-    std::uniform_real_distribution<float> d(lo, hi);
-    std::vector<float> v(n);
-    for (auto &x : v) x = d(g);
-    return v;
-}
-
-bool SameBits(const std::vector<float> &a, const std::vector<float> &b)
-{
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+using bufutil::Rand;
+using bufutil::SameBits;
 
 // A [rows, cols] F32 weight owning its data; convert() gives a quantized copy.
 struct Mat {

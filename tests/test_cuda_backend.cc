@@ -21,6 +21,8 @@
 //    top-2 logits are closer than that 2% (a near tie may go either way; after it the texts differ).
 #include <gtest/gtest.h>
 
+#include "buffer_util.h"
+
 #include <algorithm>
 #include <cjson/cJSON.h>
 #include <cmath>
@@ -53,25 +55,14 @@ extern "C" {
 
 namespace {
 
+using bufutil::Rand;
+using bufutil::SameBits;
+
 #define OK(call) ASSERT_EQ((call), VLM_OK) << vlm_last_error()
 
 bool HasGpu() { return vlm_cuda_device_count() > 0; }
 
 bool Contains(const std::string &s, const std::string &part) { return s.find(part) != std::string::npos; }
-
-bool SameBits(const std::vector<float> &a, const std::vector<float> &b)
-{
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-std::vector<float> Rand(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f)
-{
-    std::mt19937 g(seed);
-    std::uniform_real_distribution<float> d(lo, hi);
-    std::vector<float> v(n);
-    for (auto &x : v) x = d(g);
-    return v;
-}
 
 double MaxAbs(const std::vector<float> &v)
 {
