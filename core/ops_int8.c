@@ -12,9 +12,9 @@
  * blocks in order, and the output is (a_0 + a_1) + bias.
  *
  * Work is split over blocks of output features on the thread pool. For each block a
- * task converts the weight scales to fp32 per 32-block and (q4) unpacks the nibbles to
- * int8 q - 8 once; tiles of 4 weight rows x 4 input rows then run over all of K, with
- * the tile's input rows in L1 and the block's weights in L2.
+ * task converts the weight scales to fp32 per 32-block once; tiles of 4 weight rows x 4
+ * input rows then run over all of K, with the tile's input rows in L1 and the block's
+ * weights in L2. q4 weights take their own kernel (ops_int8_q4.c).
  *
  * Speed: q8 (this file's kernel, with the sign trick) only matches the fp32 GEMM on Zen 3, so it
  * runs when asked for; q4 (ops_int8_q4.c) runs about 1.8x faster than it and is the default
@@ -102,21 +102,12 @@ typedef struct {
     int64_t K, nb;
     int8_t *xq;
     float *xd;
-    int avx;
 } xquant_job;
 
 static void xquant_task(void *ctx, int64_t b, int64_t e)
 {
     const xquant_job *j = ctx;
-    for (int64_t m = b; m < e; m++) {
-#ifdef VLM_HAVE_X86
-        if (j->avx) {
-            quant_row_avx2(j->x + m * j->K, j->K, j->nb, j->xq + m * j->nb * QB, j->xd + m * j->nb);
-            continue;
-        }
-#endif
-        quant_row_scalar(j->x + m * j->K, j->K, j->nb, j->xq + m * j->nb * QB, j->xd + m * j->nb);
-    }
+    for (int64_t m = b; m < e; m++) vlm_int8_quant_row(j->x + m * j->K, j->K, j->nb, j->xq + m * j->nb * QB, j->xd + m * j->nb);
 }
 
 void vlm_int8_quant_row(const float *x, int64_t K, int64_t nb, int8_t *q, float *d)
@@ -132,13 +123,9 @@ void vlm_int8_quant_row(const float *x, int64_t K, int64_t nb, int8_t *q, float 
 
 void vlm_int8_quant_rows(const float *x, int64_t M, int64_t K, int64_t nb, int8_t *xq, float *xd)
 {
-    int avx = 0;
-#ifdef VLM_HAVE_X86
-    avx = vlm_ops_avx2();
-#endif
     vlm_pool *pool = vlm_pool_default();
     const int64_t per = M / (4 * vlm_pool_threads(pool));
-    xquant_job xj = {x, K, nb, xq, xd, avx};
+    xquant_job xj = {x, K, nb, xq, xd};
     vlm_pool_for(pool, M, per > 1 ? per : 1, xquant_task, &xj);
 }
 
@@ -248,9 +235,9 @@ typedef struct {
     int failed;
 } gemm8_job;
 
-/* Output features [n0, n0 + nr): the weight scales as fp32 per block (dw[nr][nb]) and, for q4,
- * the weights unpacked to int8 q - 8 (wq[nr][nb * QB]), once; then every tile. */
-static void gemm8_block(const gemm8_job *j, int64_t n0, int64_t nr, float *dw, int8_t *wq)
+/* Output features [n0, n0 + nr) of a q8 weight: the weight scales as fp32 per block
+ * (dw[nr][nb]), once; then every tile. */
+static void gemm8_block(const gemm8_job *j, int64_t n0, int64_t nr, float *dw)
 {
     const vlm_weight *W = j->W;
     const int64_t nb = j->nb, N = W->rows, ng = vlm_q_groups(W), bpg = W->group / QB;
@@ -258,24 +245,8 @@ static void gemm8_block(const gemm8_job *j, int64_t n0, int64_t nr, float *dw, i
         const uint16_t *sc = W->scales + (size_t)(n0 + r) * (size_t)ng;
         for (int64_t b = 0; b < nb; b++) dw[r * nb + b] = vlm_f16_to_f32(sc[b / bpg]);
     }
-    const int8_t *w;
-    int64_t ws;
-    if (W->quant == VLM_WQ_Q8) {
-        w = (const int8_t *)W->data + (size_t)n0 * (size_t)W->row_bytes;
-        ws = W->row_bytes;
-    } else {
-        for (int64_t r = 0; r < nr; r++) {
-            const uint8_t *p = (const uint8_t *)W->data + (size_t)(n0 + r) * (size_t)W->row_bytes;
-            int8_t *o = wq + r * nb * QB;
-            for (int64_t b = 0; b < nb; b++, p += QB / 2, o += QB)
-                for (int i = 0; i < QB / 2; i++) {
-                    o[i] = (int8_t)((p[i] & 15) - 8);
-                    o[i + QB / 2] = (int8_t)((p[i] >> 4) - 8);
-                }
-        }
-        w = wq;
-        ws = nb * QB;
-    }
+    const int8_t *w = (const int8_t *)W->data + (size_t)n0 * (size_t)W->row_bytes;
+    const int64_t ws = W->row_bytes;
     const int64_t xs = nb * QB;
     for (int64_t m0 = 0; m0 < j->M; m0 += CT) {
         const int C = (int)(j->M - m0 < CT ? j->M - m0 : CT);
@@ -301,18 +272,15 @@ static void gemm8_task(void *ctx, int64_t b, int64_t e)
 {
     gemm8_job *j = ctx;
     const int64_t N = j->W->rows;
-    const int q4 = j->W->quant == VLM_WQ_Q4;
     float *dw = malloc((size_t)(j->nrows * j->nb) * sizeof(float));
-    int8_t *wq = q4 ? malloc((size_t)(j->nrows * j->nb * QB)) : NULL;
-    if (dw && (wq || !q4))
+    if (dw)
         for (int64_t t = b; t < e; t++) {
             const int64_t n0 = t * j->nrows, nr = N - n0 < j->nrows ? N - n0 : j->nrows;
-            gemm8_block(j, n0, nr, dw, wq);
+            gemm8_block(j, n0, nr, dw);
         }
     else
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED); /* the caller redoes the product */
     free(dw);
-    free(wq);
 }
 
 int vlm_linear_int8(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
