@@ -65,11 +65,11 @@ const char *vlm_ops_simd(void) { return use_avx2() ? "avx2" : "scalar"; }
 typedef struct {
     const int8_t *xp;  /* per pair, 64 bytes: x_b[0..15] x_b1[0..15] x_b[16..31] x_b1[16..31] */
     const int16_t *x8; /* per pair, 16: 8 * (sums of adjacent x pairs), the +8 offset to remove */
-    const float *xd;   /* per block: the input scale */
+    const float *xd;   /* per block: the input scale (the quantized row's own, not copied) */
 } q4_xpack;
 
-/* Bytes of one input row so rearranged (q4_prep): 64 + 32 + 8 per pair of blocks. */
-static size_t q4_pack_bytes(int64_t nb) { return (size_t)(nb / 2) * 104; }
+/* Bytes of one input row so rearranged (q4_prep): 64 + 32 per pair of blocks. */
+static size_t q4_pack_bytes(int64_t nb) { return (size_t)(nb / 2) * 96; }
 
 typedef struct {
     float *y;
@@ -223,17 +223,16 @@ TGT static void qdot_tail_q4(const vlm_weight *W, int64_t r, const int8_t *xq, c
  * [b: w16..31 | b+1: w16..31]. The input row is rearranged the same way once per call
  * (xp), so one 256-bit load, two masks and two vpmaddubsw cover 64 weights; lanes 0-3 of
  * the int32 sums belong to block b, lanes 4-7 to b+1, scaled by [d_b x4 | d_b+1 x4]. */
-static q4_xpack q4_view(const uint8_t *buf, int64_t np)
+static q4_xpack q4_view(const uint8_t *buf, int64_t np, const float *xd)
 {
-    return (q4_xpack){(const int8_t *)buf, (const int16_t *)(buf + np * 64), (const float *)(buf + np * 96)};
+    return (q4_xpack){(const int8_t *)buf, (const int16_t *)(buf + np * 64), xd};
 }
 
-TGT static void q4_prep(const int8_t *xq, const float *xd, int64_t np, uint8_t *buf)
+TGT static void q4_prep(const int8_t *xq, int64_t np, uint8_t *buf)
 {
     const __m256i eight = _mm256_set1_epi8(8);
     int8_t *xp = (int8_t *)buf;
     int16_t *x8 = (int16_t *)(buf + np * 64);
-    float *d = (float *)(buf + np * 96);
     for (int64_t p = 0; p < np; p++) {
         const int8_t *x0 = xq + 2 * p * QB, *x1 = x0 + QB;
         int8_t *o = xp + p * 64;
@@ -244,8 +243,6 @@ TGT static void q4_prep(const int8_t *xq, const float *xd, int64_t np, uint8_t *
         __m256i lo = _mm256_loadu_si256((const __m256i *)o), hi = _mm256_loadu_si256((const __m256i *)(o + 32));
         _mm256_storeu_si256((__m256i *)(x8 + p * 16),
                             _mm256_add_epi16(_mm256_maddubs_epi16(eight, lo), _mm256_maddubs_epi16(eight, hi)));
-        d[2 * p] = xd[2 * p];
-        d[2 * p + 1] = xd[2 * p + 1];
     }
 }
 
@@ -306,7 +303,7 @@ TGT static void qgemv_range_avx2(const qgemv_job *j, int64_t b, int64_t e)
         for (int64_t m = 0; m < j->M; m++) {
             const int8_t *xq = j->xq + m * j->nb * QB;
             const float *xd = j->xd + m * j->nb;
-            const q4_xpack pk = q4_view(j->pk + (size_t)m * q4_pack_bytes(j->nb), np);
+            const q4_xpack pk = q4_view(j->pk + (size_t)m * q4_pack_bytes(j->nb), np, xd);
             float *y = j->y + m * N;
             for (int64_t n = b; n < e;) {
                 const int R = e - n >= 4 ? 4 : 1;
@@ -388,7 +385,7 @@ static void qx_prepare(qgemv_job *j, float *y, const float *x, int64_t M, const 
     if (q4_packed(W, nb)) {
         pk = buf + (size_t)M * (size_t)nb * (QB + sizeof(float));
         for (int64_t m = 0; m < M; m++)
-            q4_prep(xq + m * nb * QB, xd + m * nb, nb / 2, pk + (size_t)m * q4_pack_bytes(nb));
+            q4_prep(xq + m * nb * QB, nb / 2, pk + (size_t)m * q4_pack_bytes(nb));
     }
 #endif
     *j = (qgemv_job){y, xq, xd, M, nb, W, bias, pk};
