@@ -54,6 +54,8 @@ struct vlm_backend {
     vlm_backend_kind kind;
     int device;            /* device index (0 for the CPU) */
     int host_memory;       /* 1: buffers are host memory (the staging helpers then copy nothing) */
+    int kv_f16;            /* 1: attention takes f16 K/V (vlm_attention_params.kv_f16) and the two
+                              f16 row ops below exist (a 16-bit KV cache); 0: they are NULL */
     void *ctx;             /* the backend's own state (CUDA: device, stream, resident weights) */
 
     /* ---- buffers: sizes in bytes ---- */
@@ -68,6 +70,11 @@ struct vlm_backend {
      * (slices of heads, rows of the cache). */
     int (*copy_rows)(const vlm_backend *be, float *dst, int64_t dst_stride, const float *src, int64_t src_stride,
                      int64_t rows, int64_t width);
+    /* The same into / out of half precision (vlm_op_rows_to_f16 / vlm_op_rows_from_f16); only where kv_f16. */
+    int (*rows_to_f16)(const vlm_backend *be, uint16_t *dst, int64_t dst_stride, const float *src,
+                       int64_t src_stride, int64_t rows, int64_t width);
+    int (*rows_from_f16)(const vlm_backend *be, float *dst, int64_t dst_stride, const uint16_t *src,
+                         int64_t src_stride, int64_t rows, int64_t width);
 
     /* ---- ops (as the vlm_op_* of core/ops.h unless said otherwise) ---- */
     int (*linear)(const vlm_backend *be, float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
@@ -91,8 +98,8 @@ struct vlm_backend {
     /* vlm_op_attention's semantics (p on the host). allow_fast: the caller accepts a kernel that
      * equals the reference only up to rounding (the CPU backend then runs vlm_op_attention_fast;
      * the decoder passes it for converted weights, as it always has). */
-    int (*attention)(const vlm_backend *be, const vlm_attention_params *p, const float *q, const float *k,
-                     const float *v, float *out, int allow_fast);
+    int (*attention)(const vlm_backend *be, const vlm_attention_params *p, const float *q, const void *k,
+                     const void *v, float *out, int allow_fast);
     /* dst[i, :] = row ids[i] of the embedding table W as fp32, i < n (ids checked by the caller). */
     int (*embed_rows)(const vlm_backend *be, float *dst, const vlm_weight *W, const int32_t *ids, int64_t n);
     /* dst[i, :] = src[rows[i] / div, :] for i < n, D floats a row (div = top_k turns MoE entries

@@ -48,6 +48,22 @@ static int cpu_copy_rows(const vlm_backend *be, float *dst, int64_t dst_stride, 
     return VLM_OK;
 }
 
+static int cpu_rows_to_f16(const vlm_backend *be, uint16_t *dst, int64_t dst_stride, const float *src,
+                           int64_t src_stride, int64_t rows, int64_t width)
+{
+    (void)be;
+    vlm_op_rows_to_f16(dst, dst_stride, src, src_stride, rows, width);
+    return VLM_OK;
+}
+
+static int cpu_rows_from_f16(const vlm_backend *be, float *dst, int64_t dst_stride, const uint16_t *src,
+                             int64_t src_stride, int64_t rows, int64_t width)
+{
+    (void)be;
+    vlm_op_rows_from_f16(dst, dst_stride, src, src_stride, rows, width);
+    return VLM_OK;
+}
+
 static int cpu_linear(const vlm_backend *be, float *y, const float *x, int64_t M, const vlm_weight *W,
                       const float *bias)
 {
@@ -116,8 +132,8 @@ static int cpu_rope_interleaved(const vlm_backend *be, float *x, int64_t n_tok, 
     return VLM_OK;
 }
 
-static int cpu_attention(const vlm_backend *be, const vlm_attention_params *p, const float *q, const float *k,
-                         const float *v, float *out, int allow_fast)
+static int cpu_attention(const vlm_backend *be, const vlm_attention_params *p, const float *q, const void *k,
+                         const void *v, float *out, int allow_fast)
 {
     (void)be;
     return allow_fast ? vlm_op_attention_fast(p, q, k, v, out) : vlm_op_attention(p, q, k, v, out);
@@ -155,6 +171,7 @@ static const vlm_backend cpu_backend = {
     .kind = VLM_BACKEND_CPU,
     .device = 0,
     .host_memory = 1,
+    .kv_f16 = 1,
     .ctx = NULL,
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -163,6 +180,8 @@ static const vlm_backend cpu_backend = {
     .download = cpu_move,
     .copy = cpu_move,
     .copy_rows = cpu_copy_rows,
+    .rows_to_f16 = cpu_rows_to_f16,
+    .rows_from_f16 = cpu_rows_from_f16,
     .linear = cpu_linear,
     .linear_many = cpu_linear_many,
     .rmsnorm = cpu_rmsnorm,

@@ -110,11 +110,20 @@ void vlm_op_rope_neox(float *x, int n_heads, int64_t head_stride, int dim, const
 /* Interleaved pairs (2i, 2i+1), written de-interleaved ([even | odd] rotated) as the official
  * DeepSeek-V2 code leaves them; dot products between two such vectors are unchanged. */
 void vlm_op_rope_interleaved(float *x, int n_heads, int64_t head_stride, int dim, const float *cos, const float *sin);
+/* dst[r*dst_stride + i] = f16(src[r*src_stride + i]) for i < width: round to nearest even, values
+ * beyond the half range saturated to +-65504 (a KV cache entry never turns into an infinity). */
+void vlm_op_rows_to_f16(uint16_t *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                        int64_t width);
+/* The other way (exact). */
+void vlm_op_rows_from_f16(float *dst, int64_t dst_stride, const uint16_t *src, int64_t src_stride, int64_t rows,
+                          int64_t width);
 
 /* Scaled dot-product attention for n_q query rows against n_kv key/value rows.
  * Query row i, head h:  q + i*q_stride + h*qk_dim;  key row j, kv head g: k + j*k_stride + g*qk_dim;
  * value: v + j*v_stride + g*v_dim;  output: out + i*o_stride + h*v_dim.  Head h uses kv head
- * h / (n_heads / n_kv_heads).  If causal, query i (absolute position q_pos0 + i) sees keys j <= q_pos0 + i. */
+ * h / (n_heads / n_kv_heads).  If causal, query i (absolute position q_pos0 + i) sees keys j <= q_pos0 + i.
+ * k and v hold floats, or IEEE half values (uint16_t) when kv_f16 is set (a 16-bit KV cache; strides
+ * then count halves); the math is the same on the values widened to fp32. */
 typedef struct {
     int64_t n_q, n_kv;
     int n_heads, n_kv_heads, qk_dim, v_dim;
@@ -122,15 +131,16 @@ typedef struct {
     int causal;
     int64_t q_pos0;
     float scale;
+    int kv_f16;
 } vlm_attention_params;
 /* Returns 0, or VLM_ERR_NOMEM / VLM_ERR_INVALID. */
-int vlm_op_attention(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out);
+int vlm_op_attention(const vlm_attention_params *p, const float *q, const void *k, const void *v, float *out);
 
 /* The fast path's attention (core/ops_attention.c): blocked, AVX2, never the n_q x n_kv matrix;
  * one query row (decode) against 64 keys or more: blocks of keys read row by row for every head;
  * equals vlm_op_attention up to rounding (summation order, a polynomial exp). Falls back to
  * vlm_op_attention without AVX2, for 2 to 5 query rows and for decode against fewer keys. */
-int vlm_op_attention_fast(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out);
+int vlm_op_attention_fast(const vlm_attention_params *p, const float *q, const void *k, const void *v, float *out);
 /* vlm_op_gelu_tanh with a polynomial exp (AVX2), equal up to rounding. */
 void vlm_op_gelu_tanh_fast(float *x, int64_t n);
 

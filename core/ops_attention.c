@@ -58,11 +58,28 @@ TGT static void gelu_tanh_avx2(float *x, int64_t n)
     if (i < n) vlm_op_gelu_tanh(x + i, n - i);
 }
 
+TGT static void f16_row_avx2(const float *src, int64_t n, uint16_t *dst)
+{
+    const __m256 hi = _mm256_set1_ps(65504.0f), lo = _mm256_set1_ps(-65504.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        /* max/min return their second operand for NaN: a NaN input stays NaN */
+        __m256 x = _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_loadu_ps(src + i)));
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; i++) {
+        float x = src[i];
+        x = x > 65504.0f ? 65504.0f : x < -65504.0f ? -65504.0f : x;
+        dst[i] = vlm_f32_to_f16(x);
+    }
+}
+
 /* ---- attention ----------------------------------------------------------------- */
 
 typedef struct {
     const vlm_attention_params *p;
-    const float *q, *k, *v;
+    const float *q;
+    const void *k, *v;
     float *out;
     float *pk;          /* per kv head: K panels [npk][d][16], then V panels [npv][kvpad][16] */
     int64_t npk, npv, kvpad, per_head;
@@ -71,29 +88,48 @@ typedef struct {
     int failed;
 } fattn_job;
 
-static void pack_task(void *ctx, int64_t b, int64_t e)
+/* n floats of a K or V row piece: copied, or widened from an f16 cache */
+static TGT_INLINE void load_piece(float *dst, const void *base, int f16, int64_t at, int64_t n)
 {
-    const fattn_job *j = ctx;
+    if (!f16) {
+        memcpy(dst, (const float *)base + at, (size_t)n * sizeof(float));
+        return;
+    }
+    const uint16_t *h = (const uint16_t *)base + at;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++) dst[i] = vlm_f16_to_f32(h[i]);
+}
+
+TGT static void pack_task(void *ctx, int64_t b, int64_t e)
+{
+    fattn_job *j = ctx;
     const vlm_attention_params *p = j->p;
     const int64_t d = p->qk_dim, dv = p->v_dim;
+    float *row = malloc((size_t)d * sizeof(float));
+    if (!row) {
+        j->failed = 1;
+        return;
+    }
     for (int64_t g = b; g < e; g++) {
         float *kp = j->pk + g * j->per_head, *vp = kp + j->npk * d * 16;
         for (int64_t pn = 0; pn < j->npk; pn++)
             for (int64_t c = 0; c < 16; c++) {
                 int64_t key = pn * 16 + c;
-                const float *src = j->k + key * p->k_stride + g * d;
                 float *dst = kp + pn * d * 16 + c;
-                if (key < p->n_kv)
-                    for (int64_t kk = 0; kk < d; kk++) dst[kk * 16] = src[kk];
-                else
+                if (key < p->n_kv) {
+                    load_piece(row, j->k, p->kv_f16, key * p->k_stride + g * d, d);
+                    for (int64_t kk = 0; kk < d; kk++) dst[kk * 16] = row[kk];
+                } else {
                     for (int64_t kk = 0; kk < d; kk++) dst[kk * 16] = 0;
+                }
             }
         for (int64_t pn = 0; pn < j->npv; pn++) {
             const int64_t c0 = pn * 16, nc = dv - c0 < 16 ? dv - c0 : 16;
             for (int64_t key = 0; key < j->kvpad; key++) {
                 float *dst = vp + (pn * j->kvpad + key) * 16;
                 if (key < p->n_kv) {
-                    memcpy(dst, j->v + key * p->v_stride + g * dv + c0, (size_t)nc * sizeof(float));
+                    load_piece(dst, j->v, p->kv_f16, key * p->v_stride + g * dv + c0, nc);
                     for (int64_t c = nc; c < 16; c++) dst[c] = 0;
                 } else {
                     memset(dst, 0, 16 * sizeof(float));
@@ -101,6 +137,7 @@ static void pack_task(void *ctx, int64_t b, int64_t e)
             }
         }
     }
+    free(row);
 }
 
 TGT static void softmax_row(float *row, int64_t n, int64_t pad, float *inv_sum)
@@ -196,7 +233,8 @@ TGT static void fattn_task(void *ctx, int64_t b, int64_t e)
 
 typedef struct {
     const vlm_attention_params *p;
-    const float *q, *k, *v;
+    const float *q;
+    const void *k, *v;
     float *s;    /* [n_heads][kpad]: scores, then e^(s - max) */
     float *inv;  /* [n_heads]: 1 / sum */
     float *part; /* [n_blocks][n_heads][v_dim] */
@@ -221,17 +259,40 @@ static TGT_INLINE float dot_avx2(const float *a, const float *b, int n)
     return r;
 }
 
+/* the same over an f16 row b */
+static TGT_INLINE float dot_avx2_f16(const float *a, const uint16_t *b, int n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8))), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), a0);
+    __m256 t = _mm256_add_ps(a0, a1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float r = _mm_cvtss_f32(h);
+    for (; i < n; i++) r += a[i] * vlm_f16_to_f32(b[i]);
+    return r;
+}
+
 TGT static void dattn_scores(void *ctx, int64_t b, int64_t e)
 {
     const dattn_job *j = ctx;
     const vlm_attention_params *p = j->p;
     const int group = p->n_heads / p->n_kv_heads;
     const int64_t k1 = e * DEC_KEYS < j->n ? e * DEC_KEYS : j->n;
-    for (int64_t t = b * DEC_KEYS; t < k1; t++) {
-        const float *kr = j->k + t * p->k_stride;
-        for (int h = 0; h < p->n_heads; h++)
-            j->s[h * j->kpad + t] = dot_avx2(j->q + (int64_t)h * p->qk_dim, kr + (int64_t)(h / group) * p->qk_dim, p->qk_dim) * p->scale;
-    }
+    for (int64_t t = b * DEC_KEYS; t < k1; t++)
+        for (int h = 0; h < p->n_heads; h++) {
+            const float *qh = j->q + (int64_t)h * p->qk_dim;
+            const int64_t at = t * p->k_stride + (int64_t)(h / group) * p->qk_dim;
+            const float d = p->kv_f16 ? dot_avx2_f16(qh, (const uint16_t *)j->k + at, p->qk_dim)
+                                      : dot_avx2(qh, (const float *)j->k + at, p->qk_dim);
+            j->s[h * j->kpad + t] = d * p->scale;
+        }
 }
 
 TGT static void dattn_softmax(void *ctx, int64_t b, int64_t e)
@@ -250,22 +311,32 @@ TGT static void dattn_values(void *ctx, int64_t b, int64_t e)
         memset(o, 0, (size_t)p->n_heads * (size_t)dv * sizeof(float));
         const int64_t k1 = (blk + 1) * DEC_KEYS < j->n ? (blk + 1) * DEC_KEYS : j->n;
         for (int64_t t = blk * DEC_KEYS; t < k1; t++) {
-            const float *vr = j->v + t * p->v_stride;
+            const float *vr = (const float *)j->v + t * p->v_stride;
+            const uint16_t *vh = (const uint16_t *)j->v + t * p->v_stride;
             for (int h = 0; h < p->n_heads; h++) {
-                const __m256 w = _mm256_set1_ps(j->s[h * j->kpad + t]);
-                const float *x = vr + (int64_t)(h / group) * dv;
+                const float wt = j->s[h * j->kpad + t];
+                const __m256 w = _mm256_set1_ps(wt);
+                const int64_t off = (int64_t)(h / group) * dv;
                 float *y = o + (int64_t)h * dv;
                 int i = 0;
-                for (; i + 8 <= dv; i += 8)
-                    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-                for (; i < dv; i++) y[i] += j->s[h * j->kpad + t] * x[i];
+                if (p->kv_f16) {
+                    for (; i + 8 <= dv; i += 8) {
+                        const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + off + i)));
+                        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w, x, _mm256_loadu_ps(y + i)));
+                    }
+                    for (; i < dv; i++) y[i] += wt * vlm_f16_to_f32(vh[off + i]);
+                } else {
+                    for (; i + 8 <= dv; i += 8)
+                        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + off + i), _mm256_loadu_ps(y + i)));
+                    for (; i < dv; i++) y[i] += wt * vr[off + i];
+                }
             }
         }
     }
 }
 
 /* Returns 0 when it ran, 1 when memory ran out (the caller uses the reference op). */
-TGT static int attention_decode(const vlm_attention_params *p, const float *q, const float *k, const float *v,
+TGT static int attention_decode(const vlm_attention_params *p, const float *q, const void *k, const void *v,
                                 float *out)
 {
     int64_t n = p->causal ? p->q_pos0 + 1 : p->n_kv;
@@ -291,6 +362,18 @@ TGT static int attention_decode(const vlm_attention_params *p, const float *q, c
 }
 #endif
 
+int vlm_f16_row_fast(const float *src, int64_t n, uint16_t *dst)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (vlm_ops_avx2()) {
+        f16_row_avx2(src, n, dst);
+        return 1;
+    }
+#endif
+    (void)src, (void)n, (void)dst;
+    return 0;
+}
+
 void vlm_op_gelu_tanh_fast(float *x, int64_t n)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -302,7 +385,7 @@ void vlm_op_gelu_tanh_fast(float *x, int64_t n)
     vlm_op_gelu_tanh(x, n);
 }
 
-int vlm_op_attention_fast(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out)
+int vlm_op_attention_fast(const vlm_attention_params *p, const float *q, const void *k, const void *v, float *out)
 {
 #if defined(__x86_64__) || defined(__i386__)
     if (!vlm_ops_avx2() || p->n_kv <= 0 || p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
@@ -327,7 +410,7 @@ int vlm_op_attention_fast(const vlm_attention_params *p, const float *q, const f
     j.zero = zero;
     vlm_pool *pool = vlm_pool_default();
     vlm_pool_for(pool, p->n_kv_heads, 1, pack_task, &j);
-    vlm_pool_for(pool, (int64_t)p->n_heads * j.n_qb, 1, fattn_task, &j);
+    if (!j.failed) vlm_pool_for(pool, (int64_t)p->n_heads * j.n_qb, 1, fattn_task, &j);
     free(zero);
     free(j.pk);
     if (j.failed) return vlm_op_attention(p, q, k, v, out);

@@ -350,10 +350,11 @@ void vlm_op_rope_interleaved(float *x, int n_heads, int64_t head_stride, int dim
 
 typedef struct {
     const vlm_attention_params *p;
-    const float *q, *k, *v;
+    const float *q;
+    const void *k, *v;
     float *out;
-    float *scores; /* [n_chunks, n_kv] */
-    int64_t grain;
+    float *scores; /* [n_chunks, n_kv + row]: a score row, then room for one widened f16 row */
+    int64_t grain, row;
 } attn_job;
 
 __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -369,11 +370,20 @@ static void axpy(float *y, float a, const float *x, int64_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* n values of key/value row jj, head g, as floats: the row itself, or widened into tmp (f16 cache) */
+static const float *kv_piece(const attn_job *j, const void *base, int64_t stride, int64_t jj, int64_t off, int64_t n,
+                             float *tmp)
+{
+    if (!j->p->kv_f16) return (const float *)base + jj * stride + off;
+    vlm_op_rows_from_f16(tmp, n, (const uint16_t *)base + jj * stride + off, n, 1, n);
+    return tmp;
+}
+
 static void attn_task(void *ctx, int64_t b, int64_t e)
 {
     const attn_job *j = ctx;
     const vlm_attention_params *p = j->p;
-    float *s = j->scores + (b / j->grain) * p->n_kv;
+    float *s = j->scores + (b / j->grain) * (p->n_kv + j->row), *tmp = s + p->n_kv;
     int group = p->n_heads / p->n_kv_heads;
     for (int64_t t = b; t < e; t++) {
         int64_t i = t / p->n_heads;
@@ -382,15 +392,17 @@ static void attn_task(void *ctx, int64_t b, int64_t e)
         int64_t n = p->causal ? p->q_pos0 + i + 1 : p->n_kv;
         if (n > p->n_kv) n = p->n_kv;
         for (int64_t jj = 0; jj < n; jj++)
-            s[jj] = dot1(qi, j->k + jj * p->k_stride + (int64_t)g * p->qk_dim, p->qk_dim) * p->scale;
+            s[jj] = dot1(qi, kv_piece(j, j->k, p->k_stride, jj, (int64_t)g * p->qk_dim, p->qk_dim, tmp), p->qk_dim) *
+                    p->scale;
         vlm_op_softmax(s, n);
         float *o = j->out + i * p->o_stride + (int64_t)h * p->v_dim;
         memset(o, 0, (size_t)p->v_dim * sizeof(float));
-        for (int64_t jj = 0; jj < n; jj++) axpy(o, s[jj], j->v + jj * p->v_stride + (int64_t)g * p->v_dim, p->v_dim);
+        for (int64_t jj = 0; jj < n; jj++)
+            axpy(o, s[jj], kv_piece(j, j->v, p->v_stride, jj, (int64_t)g * p->v_dim, p->v_dim, tmp), p->v_dim);
     }
 }
 
-int vlm_op_attention(const vlm_attention_params *p, const float *q, const float *k, const float *v, float *out)
+int vlm_op_attention(const vlm_attention_params *p, const float *q, const void *k, const void *v, float *out)
 {
     const int64_t tasks = p->n_q * p->n_heads;
     if (tasks <= 0) return VLM_OK;
@@ -400,9 +412,28 @@ int vlm_op_attention(const vlm_attention_params *p, const float *q, const float 
     /* a few chunks per thread balance the causal triangle without many score rows */
     int64_t max_chunks = 8 * (int64_t)vlm_pool_threads(pool), grain = (tasks + max_chunks - 1) / max_chunks;
     int64_t n_chunks = (tasks + grain - 1) / grain;
-    attn_job j = {p, q, k, v, out, malloc((size_t)(n_chunks * p->n_kv) * sizeof(float)), grain};
+    const int64_t row = p->kv_f16 ? (p->qk_dim > p->v_dim ? p->qk_dim : p->v_dim) : 0;
+    attn_job j = {p, q, k, v, out, malloc((size_t)(n_chunks * (p->n_kv + row)) * sizeof(float)), grain, row};
     if (!j.scores) return vlm_errorf(VLM_ERR_NOMEM, "out of memory for attention scores (%lld keys)", (long long)p->n_kv);
     vlm_pool_for(pool, tasks, grain, attn_task, &j);
     free(j.scores);
     return VLM_OK;
+}
+
+void vlm_op_rows_to_f16(uint16_t *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                        int64_t width)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = vlm_f16_row_fast(src + r * src_stride, width, dst + r * dst_stride) ? width : 0; i < width; i++) {
+            float x = src[r * src_stride + i];
+            x = x > 65504.0f ? 65504.0f : x < -65504.0f ? -65504.0f : x; /* NaN passes through */
+            dst[r * dst_stride + i] = vlm_f32_to_f16(x);
+        }
+}
+
+void vlm_op_rows_from_f16(float *dst, int64_t dst_stride, const uint16_t *src, int64_t src_stride, int64_t rows,
+                          int64_t width)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < width; i++) dst[r * dst_stride + i] = vlm_f16_to_f32(src[r * src_stride + i]);
 }

@@ -365,11 +365,13 @@ static int attention_on_host(const vlm_backend *be, const vlm_attention_params *
     return rc;
 }
 
-static int cuda_attention(const vlm_backend *be, const vlm_attention_params *p, const float *q, const float *k,
-                          const float *v, float *out, int allow_fast)
+static int cuda_attention(const vlm_backend *be, const vlm_attention_params *p, const float *q, const void *k,
+                          const void *v, float *out, int allow_fast)
 {
     int rc = enter(be);
     if (rc != VLM_OK) return rc;
+    if (p && p->kv_f16) /* kv_f16 is 0 here: the decoder keeps an fp32 cache on this backend */
+        return vlm_errorf(VLM_ERR_UNSUPPORTED, "%s: attention over an f16 KV cache is not implemented", be->name);
     if (p && p->n_q > 0 && p->n_heads > 0 && (p->qk_dim > KERNEL_MAX_DIM || p->v_dim > KERNEL_MAX_DIM))
         return attention_on_host(be, p, q, k, v, out, allow_fast);
     /* the kernel equals the reference up to rounding either way: allow_fast changes nothing here */

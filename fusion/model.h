@@ -40,6 +40,9 @@ typedef struct {
     /* Where the text decoder runs: NULL or "cpu" (default), "cuda" (device 0) or "cuda:N". The ViT
      * and the projector run on the CPU for now. */
     const char *device;
+    /* KV cache element type (text/decoder.h): VLM_KV_AUTO (default: f16 for converted attention
+     * weights on the CPU, else fp32), VLM_KV_F32, or VLM_KV_F16 (an error on a device without it) */
+    vlm_kv_type kv_cache;
 } vlm_model_options;
 
 /* With a CUDA device asked for: a name that is not cpu / cuda / cuda:N, a device number that does

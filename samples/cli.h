@@ -2,6 +2,8 @@
 #ifndef VLM_SAMPLES_CLI_H
 #define VLM_SAMPLES_CLI_H
 
+#include "text/decoder.h"
+
 #include <stdint.h>
 #include <stdio.h>
 
@@ -23,5 +25,7 @@ int cli_float(const char *cmd, const char *opt, const char *s, double lo, double
 int cli_int8_act(const char *cmd, const char *s);
 /* The current setting as the option spells it. */
 const char *cli_int8_act_name(void);
+/* --kv-cache auto|f16|f32 into *out; prints an error and returns -1 if invalid. */
+int cli_kv_cache(const char *cmd, const char *s, vlm_kv_type *out);
 
 #endif

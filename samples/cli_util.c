@@ -50,6 +50,13 @@ int cli_int8_act(const char *cmd, const char *s)
     return 0;
 }
 
+int cli_kv_cache(const char *cmd, const char *s, vlm_kv_type *out)
+{
+    if (vlm_kv_type_parse(s, out) == VLM_OK) return 0;
+    fprintf(stderr, "vlm %s: --kv-cache takes auto, f16 or f32, not '%s'\n", cmd, s);
+    return -1;
+}
+
 const char *cli_int8_act_name(void)
 {
     const int mode = vlm_ops_int8_activations();

@@ -32,6 +32,7 @@ typedef struct {
     long long max_tokens, threads, max_pixels, context, top_k, seed;
     double temperature, top_p, rep_penalty;
     int json, ignore_eos;
+    vlm_kv_type kv_cache;
 } ask_args;
 
 static void usage(FILE *f)
@@ -63,6 +64,8 @@ static void usage(FILE *f)
           "  --threads N              CPU threads (default: all cores)\n"
           "  --int8-act A             int8 activations in prompt / image products: auto (default: for q4\n"
           "                           weights), on (q8 and q4) or off (fp32 products on dequantized weights)\n"
+          "  --kv-cache T             KV cache values: auto (default: f16 with converted weights on the CPU,\n"
+          "                           f32 with --quant ref), f16 or f32\n"
           "  --max-pixels N           refuse larger images, checked before decoding (default 50000000)\n"
           "  --context N              limit the context (default: the model's max_position_embeddings)\n"
           "  --quant Q                weight formats: ref (default: as stored, fp32 reference kernels), bf16,\n"
@@ -109,6 +112,7 @@ static int parse_args(int argc, char **argv, ask_args *a)
         else if (!strcmp(o, "--quant")) a->quant = val;
         else if (!strcmp(o, "--device")) a->device = val;
         else if (!strcmp(o, "--int8-act")) bad = cli_int8_act("ask", val);
+        else if (!strcmp(o, "--kv-cache")) bad = cli_kv_cache("ask", val, &a->kv_cache);
         else if (!strcmp(o, "--max-tokens")) bad = cli_int("ask", o, val, 0, 1 << 20, &a->max_tokens);
         else if (!strcmp(o, "--threads")) bad = cli_int("ask", o, val, 0, 1024, &a->threads);
         else if (!strcmp(o, "--max-pixels")) bad = cli_int("ask", o, val, 1, (long long)1 << 40, &a->max_pixels);
@@ -496,7 +500,8 @@ int vlm_cmd_ask(int argc, char **argv)
     /* decode the images first: a bad image fails fast, before the model loads */
     for (int i = 0; i < a.n_images; i++)
         if (add_image(&s, a.images[i])) goto fail;
-    vlm_model_options mo = {.n_threads = (int)a.threads, .max_context = a.context, .device = a.device};
+    vlm_model_options mo = {.n_threads = (int)a.threads, .max_context = a.context, .device = a.device,
+                            .kv_cache = a.kv_cache};
     if (a.quant && vlm_quant_options_parse(a.quant, &mo.quant)) goto fail;
     if (vlm_model_load(a.model_dir, &mo, &s.m)) goto fail;
     if (vlm_model_device_note(s.m)) fprintf(stderr, "vlm ask: %s\n", vlm_model_device_note(s.m));

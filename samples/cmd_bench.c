@@ -140,7 +140,6 @@ static double mat_bytes(const vlm_quant_spec *q, double rows, double cols)
 typedef struct {
     double decode_bytes; /* read per decode token */
     double weight_bytes; /* all matrices as held (embedding table included, as stored) */
-    double kv_bytes_per_token;
 } model_bytes;
 
 static model_bytes count_bytes(const vlm_vl2_config *c, const vlm_quant_options *q)
@@ -156,12 +155,10 @@ static model_bytes count_bytes(const vlm_vl2_config *c, const vlm_quant_options 
                                    : mat_bytes(&q->attention, nh * qk, H)) +
                mat_bytes(&q->attention, r + l->qk_rope_head_dim, H) + 2 * nh * (l->qk_nope_head_dim + l->v_head_dim) * r +
                mat_bytes(&q->attention, H, nh * l->v_head_dim);
-        b.kv_bytes_per_token = l->num_hidden_layers * (r + l->qk_rope_head_dim) * 4;
     } else {
         double hd = H / nh, kvd = l->num_key_value_heads * hd;
         attn = mat_bytes(&q->attention, nh * hd, H) + 2 * mat_bytes(&q->attention, kvd, H) +
                mat_bytes(&q->attention, H, nh * hd);
-        b.kv_bytes_per_token = l->num_hidden_layers * 2 * kvd * 4;
     }
     const double expert = 2 * mat_bytes(&q->experts, l->moe_intermediate_size, H) +
                           mat_bytes(&q->experts, H, l->moe_intermediate_size);
@@ -384,6 +381,7 @@ static void usage(FILE *f)
           "  --threads N       CPU threads (default: all cores)\n"
           "  --int8-act A      int8 activations in prefill / ViT products: auto (default: for q4 weights),\n"
           "                    on (q8 and q4) or off (fp32 products on the dequantized weights)\n"
+          "  --kv-cache T      KV cache values: auto (default: f16 on the CPU, f32 with --quant ref), f16, f32\n"
           "  --skip LIST       leave out some of vit,prefill,image,decode,ttft (comma-separated)\n"
           "  --json            one JSON object instead of the table\n",
           f);
@@ -401,6 +399,7 @@ int vlm_cmd_bench(int argc, char **argv)
     const char *dir = NULL, *quant = NULL, *skip = "", *device = NULL;
     long long reps = 3, threads = 0;
     int json = 0;
+    vlm_kv_type kv = VLM_KV_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -417,6 +416,8 @@ int vlm_cmd_bench(int argc, char **argv)
             device = argv[++i];
         } else if (!strcmp(a, "--int8-act") && i + 1 < argc) {
             if (cli_int8_act("bench", argv[++i])) return 2;
+        } else if (!strcmp(a, "--kv-cache") && i + 1 < argc) {
+            if (cli_kv_cache("bench", argv[++i], &kv)) return 2;
         } else if (!strcmp(a, "--skip") && i + 1 < argc) {
             skip = argv[++i];
         } else if (!strcmp(a, "--reps") && i + 1 < argc) {
@@ -433,7 +434,7 @@ int vlm_cmd_bench(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    vlm_model_options mo = {.n_threads = (int)threads, .device = device};
+    vlm_model_options mo = {.n_threads = (int)threads, .device = device, .kv_cache = kv};
     /* without --quant: a folder from `vlm quantize` runs as it was stored, any other in bf16 */
     char stored[256] = "bf16";
     if (!quant) {
@@ -475,15 +476,17 @@ int vlm_cmd_bench(int argc, char **argv)
     const double bound = bw > 0 ? bw * 1e9 / mb.decode_bytes : 0;
     double dmin, dmed, dmax;
     stats(&dec, &dmin, &dmed, &dmax);
-    const double kv_mb = mb.kv_bytes_per_token * 1024 / 1048576.0; /* the largest cache used: 1,023 tokens */
+    /* the largest cache used: 1,023 tokens (the ctx1k decode: 1,152) */
+    const double kv_mb = (double)vlm_lm_kv_bytes_per_token(vlm_model_lm(m)) * (ctx ? ctx + 128 : 1024) / 1048576.0;
     char qs[256], cpu[256];
     vlm_quant_options_str(&mo.quant, qs, sizeof qs);
     cpu_model(cpu, sizeof cpu);
     const int nthreads = vlm_pool_threads(vlm_pool_default());
+    const char *kv_name = vlm_kv_type_name(vlm_lm_kv_type(vlm_model_lm(m)));
     if (json) {
-        printf("{\"model\":\"%s\",\"quant\":\"%s\",\"int8_act\":\"%s\",\"device\":\"%s\",\"threads\":%d,"
-               "\"simd\":\"%s\",\"cpu\":\"%s\",\"reps\":%lld,",
-               dir, qs, cli_int8_act_name(), vlm_model_device(m), nthreads, vlm_ops_simd(), cpu, reps);
+        printf("{\"model\":\"%s\",\"quant\":\"%s\",\"int8_act\":\"%s\",\"kv_cache\":\"%s\",\"device\":\"%s\","
+               "\"threads\":%d,\"simd\":\"%s\",\"cpu\":\"%s\",\"reps\":%lld,",
+               dir, qs, cli_int8_act_name(), kv_name, vlm_model_device(m), nthreads, vlm_ops_simd(), cpu, reps);
         print_series(stdout, "vit_ms_per_tile", &vit, 0);
         print_series(stdout, "prefill_tok_s", &pre, 0);
         print_series(stdout, "prefill_image_tok_s", &pre_img, 0);
@@ -496,9 +499,9 @@ int vlm_cmd_bench(int argc, char **argv)
                (long long)ttft_tokens, rss_mb, mb.weight_bytes / 1048576.0, kv_mb, mb.decode_bytes / 1048576.0, bw, bound,
                bound > 0 ? dmed / bound : 0, load_ms);
     } else {
-        printf("model %s\nquant %s (int8 activations: %s)\ndevice %s (text decoder)\ncpu %s, %d threads, kernels %s, %lld "
-               "reps (min / median / max)\n",
-               dir, qs, cli_int8_act_name(), vlm_model_device(m), cpu, nthreads, vlm_ops_simd(), reps);
+        printf("model %s\nquant %s (int8 activations: %s, KV cache %s)\ndevice %s (text decoder)\ncpu %s, %d threads, "
+               "kernels %s, %lld reps (min / median / max)\n",
+               dir, qs, cli_int8_act_name(), kv_name, vlm_model_device(m), cpu, nthreads, vlm_ops_simd(), reps);
         printf("load                 %.0f ms\n", load_ms);
         const struct {
             const char *name, *unit;
@@ -516,7 +519,7 @@ int vlm_cmd_bench(int argc, char **argv)
             printf("%-20s %10.2f / %10.2f / %10.2f %s\n", rows[i].name, mn, med, mx, rows[i].unit);
         }
         if (ttft.n) printf("ttft prompt          %lld tokens\n", (long long)ttft_tokens);
-        printf("peak RSS             %.0f MB (weights %.0f MB as held + KV cache %.0f MB at 1024 tokens)\n", rss_mb,
+        printf("peak RSS             %.0f MB (weights %.0f MB as held + KV cache %.0f MB at its largest)\n", rss_mb,
                mb.weight_bytes / 1048576.0, kv_mb);
         printf("memory bandwidth     %.2f GB/s read; a decode token reads %.0f MB of weights\n", bw,
                mb.decode_bytes / 1048576.0);

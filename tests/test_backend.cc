@@ -342,6 +342,14 @@ int FCopyRows(const vlm_backend *, float *d, int64_t ds, const float *s, int64_t
 {
     return Cpu()->copy_rows(Cpu(), Dev(d), ds, Dev(s), ss, r, w);
 }
+int FToF16(const vlm_backend *, uint16_t *d, int64_t ds, const float *s, int64_t ss, int64_t r, int64_t w)
+{
+    return Cpu()->rows_to_f16(Cpu(), Dev(d), ds, Dev(s), ss, r, w);
+}
+int FFromF16(const vlm_backend *, float *d, int64_t ds, const uint16_t *s, int64_t ss, int64_t r, int64_t w)
+{
+    return Cpu()->rows_from_f16(Cpu(), Dev(d), ds, Dev(s), ss, r, w);
+}
 int FLinear(const vlm_backend *, float *y, const float *x, int64_t M, const vlm_weight *W, const float *b)
 {
     g_counts.linear++;
@@ -371,7 +379,7 @@ int FRopeInter(const vlm_backend *, float *x, int64_t T, int64_t ts, int nh, int
 {
     return Cpu()->rope_interleaved(Cpu(), Dev(x), T, ts, nh, hs, dim, Dev(c), Dev(s));
 }
-int FAttention(const vlm_backend *, const vlm_attention_params *p, const float *q, const float *k, const float *v,
+int FAttention(const vlm_backend *, const vlm_attention_params *p, const float *q, const void *k, const void *v,
                float *o, int fast)
 {
     g_counts.attention++;
@@ -396,6 +404,8 @@ vlm_backend FakeDevice()
     b.name = "fake-device";
     b.kind = VLM_BACKEND_CUDA;
     b.host_memory = 0;
+    b.kv_f16 = 1; /* as the CPU: the decoder then makes the same cache on both */
+    b.rows_to_f16 = FToF16, b.rows_from_f16 = FFromF16;
     b.alloc = FAlloc, b.free = FFree, b.zero = FZero, b.upload = FUpload, b.download = FDownload, b.copy = FCopy;
     b.copy_rows = FCopyRows, b.linear = FLinear, b.linear_many = FLinearMany, b.rmsnorm = FRmsnorm;
     b.silu_mul = FSiluMul, b.add = FAdd, b.softmax_rows = FSoftmax, b.rope_neox = FRopeNeox;
@@ -472,6 +482,8 @@ TEST_P(BackendDecoder, FakeDeviceEqualsCpuBitForBit)
     Load(model, *quant ? quant : nullptr, &m);
     if (HasFatalFailure()) return;
     EXPECT_EQ(m.lm->be, vlm_backend_cpu()) << "the loader sets the CPU backend";
+    // converted weights: a 16-bit cache (on both: the fake device says it has f16 attention)
+    EXPECT_EQ(vlm_lm_kv_type(m.lm), *quant ? VLM_KV_F16 : VLM_KV_F32);
     vlm_lm_set_mla_absorbed(m.lm, absorbed);
     Outputs cpu, dev;
     RunDecoder(m.lm, vlm_backend_cpu(), &cpu);
@@ -497,7 +509,7 @@ TEST_P(BackendDecoder, FakeDeviceEqualsCpuBitForBit)
 INSTANTIATE_TEST_SUITE_P(Models, BackendDecoder,
                          ::testing::Values(std::make_tuple("tiny-mha", "", 1), std::make_tuple("tiny-mha", "q4", 1),
                                            std::make_tuple("tiny-mla", "", 1), std::make_tuple("tiny-mla", "", 0),
-                                           std::make_tuple("tiny-mla", "q8", 1)),
+                                           std::make_tuple("tiny-mla", "q8", 1), std::make_tuple("tiny-mla", "q8", 0)),
                          [](const auto &info) {
                            std::string s = std::string(std::get<0>(info.param)) + "_" +
                                            (*std::get<1>(info.param) ? std::get<1>(info.param) : "asis") +

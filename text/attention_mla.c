@@ -57,11 +57,11 @@ static int absorbed(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *
         }
         if (rc == VLM_OK) rc = be->copy_rows(be, dst + r, (int64_t)nh * row, q + (int64_t)h * qhd + nope, (int64_t)nh * qhd, T, rope);
     }
-    const float *kv = vlm_kv_rows(c, l, 0);
+    const void *kv = vlm_kv_rows(c, l, 0);
     vlm_attention_params p = {
         .n_q = T, .n_kv = s->pos0 + T, .n_heads = nh, .n_kv_heads = 1, .qk_dim = row, .v_dim = r,
         .q_stride = (int64_t)nh * row, .k_stride = row, .v_stride = row, .o_stride = (int64_t)nh * r,
-        .causal = 1, .q_pos0 = s->pos0, .scale = (float)pow((double)qhd, -0.5),
+        .causal = 1, .q_pos0 = s->pos0, .scale = (float)pow((double)qhd, -0.5), .kv_f16 = c->f16,
     };
     /* converted weights: the fast attention kernels too */
     if (rc == VLM_OK) rc = be->attention(be, &p, qabs, kv, kv, olat, a->o.quant != VLM_WQ_NONE);
@@ -87,14 +87,18 @@ static int expanded(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *
     float *lat, *kvb, *K, *V;
     int rc = alloc_bufs(be, 4, (float **[]){&lat, &kvb, &K, &V}, (const int64_t[]){n * r, n * kvw, n * nh * qhd, n * nh * vd});
     if (rc != VLM_OK) return vlm_error_prefix(rc, "MLA attention (%lld cached tokens)", (long long)n);
-    const float *cache = vlm_kv_rows(c, l, 0);
-    rc = be->copy_rows(be, lat, r, cache, row, n, r);
+    /* the cache's rows as fp32: lat, then the shared k_pe of each token into every head of K */
+    const void *cache = vlm_kv_rows(c, l, 0);
+    rc = c->f16 ? be->rows_from_f16(be, lat, r, cache, row, n, r) : be->copy_rows(be, lat, r, cache, row, n, r);
     if (rc == VLM_OK) rc = be->linear(be, kvb, lat, n, &a->kv_b, NULL);
     /* kvb row j is [k_nope | v] of each head, i.e. (j, h) rows of nope + vd values */
     if (rc == VLM_OK) rc = be->copy_rows(be, K, qhd, kvb, nope + vd, n * nh, nope);
     if (rc == VLM_OK) rc = be->copy_rows(be, V, vd, kvb + nope, nope + vd, n * nh, vd);
-    for (int h = 0; h < nh && rc == VLM_OK; h++) /* the shared k_pe into every head */
-        rc = be->copy_rows(be, K + (int64_t)h * qhd + nope, (int64_t)nh * qhd, cache + r, row, n, rope);
+    for (int h = 0; h < nh && rc == VLM_OK; h++) {
+        float *dst = K + (int64_t)h * qhd + nope;
+        rc = c->f16 ? be->rows_from_f16(be, dst, (int64_t)nh * qhd, (const uint16_t *)cache + r, row, n, rope)
+                    : be->copy_rows(be, dst, (int64_t)nh * qhd, (const float *)cache + r, row, n, rope);
+    }
     vlm_attention_params p = {
         .n_q = s->T, .n_kv = n, .n_heads = nh, .n_kv_heads = nh, .qk_dim = qhd, .v_dim = vd,
         .q_stride = (int64_t)nh * qhd, .k_stride = (int64_t)nh * qhd, .v_stride = (int64_t)nh * vd,
@@ -118,8 +122,10 @@ int vlm_attn_mla_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_
     d.qhd = d.nope + d.rope;
     d.row = d.r + d.rope;
     const int64_t T = s->T, qw = (int64_t)d.nh * d.qhd, ql = cfg->q_lora_rank;
-    float *q, *o, *qa;
-    int rc = alloc_bufs(be, 3, (float **[]){&q, &o, &qa}, (const int64_t[]){T * qw, T * d.nh * d.vd, T * ql});
+    float *q, *o, *qa, *kvnew;
+    /* an fp32 cache takes the new rows in place; an f16 one gets them when they are normed and roped */
+    int rc = alloc_bufs(be, 4, (float **[]){&q, &o, &qa, &kvnew},
+                        (const int64_t[]){T * qw, T * d.nh * d.vd, T * ql, c->f16 ? T * d.row : 0});
     if (rc != VLM_OK) return vlm_error_prefix(rc, "MLA attention (%lld tokens)", (long long)T);
     if (ql > 0) {
         rc = be->linear(be, qa, x, T, &a->q_a, a->bq_a);
@@ -129,15 +135,17 @@ int vlm_attn_mla_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_
         rc = be->linear(be, q, x, T, &a->q_proj, NULL);
     }
     /* [c | k_pe] of the new tokens straight into their cache rows: c normed, k_pe and q_pe roped */
-    float *kv = vlm_kv_rows(c, l, 0) + s->pos0 * d.row;
+    float *kv = c->f16 ? kvnew : vlm_kv_at(c, l, 0, s->pos0);
     if (rc == VLM_OK) rc = be->linear(be, kv, x, T, &a->kv_a, a->bkv_a);
     if (rc == VLM_OK) rc = be->rmsnorm(be, kv, kv, T, d.r, d.row, a->kv_a_norm, VLM_MLA_NORM_EPS);
     if (rc == VLM_OK) rc = be->rope_interleaved(be, kv + d.r, T, d.row, 1, d.rope, d.rope, s->cos, s->sin);
+    if (rc == VLM_OK && c->f16) rc = vlm_kv_store_f16(c, l, 0, s->pos0, kv, d.row, T);
     if (rc == VLM_OK) rc = be->rope_interleaved(be, q + d.nope, T, qw, d.nh, d.qhd, d.rope, s->cos, s->sin);
     if (rc == VLM_OK) rc = lm->mla_absorbed ? absorbed(be, a, &d, c, l, s, q, o) : expanded(be, a, &d, c, l, s, q, o);
     if (rc == VLM_OK) rc = be->linear(be, out, o, T, &a->o, a->bo);
     be->free(be, q);
     be->free(be, o);
     be->free(be, qa);
+    be->free(be, kvnew);
     return rc;
 }

@@ -50,9 +50,25 @@ int vlm_lm_set_backend(vlm_lm *lm, const vlm_backend *be);
 int vlm_lm_embed(const vlm_lm *lm, const int32_t *ids, int64_t n, float *out);
 
 /* Per-layer cache. MHA: K and V (num_key_value_heads * head_dim each) per token;
- * MLA: the normed compressed kv (kv_lora_rank) followed by the roped k_pe (qk_rope_head_dim). */
+ * MLA: the normed compressed kv (kv_lora_rank) followed by the roped k_pe (qk_rope_head_dim).
+ * Values are fp32 or IEEE half (16-bit: half the memory and half the bytes each decode step reads;
+ * K/V computed in fp32, rounded to nearest when stored, |x| > 65504 saturated). */
 typedef struct vlm_kv_cache vlm_kv_cache;
+/* The element type of caches made from now on: VLM_KV_AUTO (the default: 16-bit when the attention
+ * weights are converted, i.e. run by the fast kernels, and the backend has f16 attention; fp32 for
+ * weights as stored, the exact reference path), VLM_KV_F32 or VLM_KV_F16 (VLM_ERR_UNSUPPORTED at
+ * cache creation on a backend without f16 attention). */
+typedef enum { VLM_KV_AUTO = 0, VLM_KV_F32 = 1, VLM_KV_F16 = 2 } vlm_kv_type;
+void vlm_lm_set_kv_type(vlm_lm *lm, vlm_kv_type t);
+/* What VLM_KV_AUTO / the setting resolves to for lm's current weights and backend (never AUTO). */
+vlm_kv_type vlm_lm_kv_type(const vlm_lm *lm);
+/* Cache bytes per token (all layers) for that type. */
+int64_t vlm_lm_kv_bytes_per_token(const vlm_lm *lm);
+/* Parses "auto", "f32", "f16" (0 or VLM_ERR_INVALID). */
+int vlm_kv_type_parse(const char *s, vlm_kv_type *out);
+const char *vlm_kv_type_name(vlm_kv_type t);
 int vlm_kv_cache_create(const vlm_lm *lm, int64_t max_tokens, vlm_kv_cache **out);
+vlm_kv_type vlm_kv_cache_type(const vlm_kv_cache *c);
 void vlm_kv_cache_free(vlm_kv_cache *c);
 void vlm_kv_cache_reset(vlm_kv_cache *c);
 /* Forget everything after the first n tokens (n <= current length). */

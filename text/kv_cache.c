@@ -1,4 +1,4 @@
-/* The decoder's KV cache: one fixed-capacity fp32 block per layer and buffer, allocated
+/* The decoder's KV cache: one fixed-capacity fp32 or f16 block per layer and buffer, allocated
  * once in a buffer of the model's backend (on the CPU, pages are only touched as tokens
  * arrive). */
 #include "text/lm_internal.h"
@@ -7,6 +7,44 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+void vlm_lm_set_kv_type(vlm_lm *lm, vlm_kv_type t) { lm->kv_type = t; }
+
+vlm_kv_type vlm_lm_kv_type(const vlm_lm *lm)
+{
+    if (lm->kv_type != VLM_KV_AUTO) return lm->kv_type;
+    /* converted attention weights run the fast kernels, which is where a 16-bit cache belongs */
+    const int fast = lm->cfg.num_hidden_layers > 0 && lm->layers[0].attn.o.quant != VLM_WQ_NONE;
+    return fast && vlm_lm_backend(lm)->kv_f16 ? VLM_KV_F16 : VLM_KV_F32;
+}
+
+static int64_t row_values(const vlm_lm *lm, int *n_bufs)
+{
+    const vlm_lm_config *c = &lm->cfg;
+    *n_bufs = c->use_mla ? 1 : 2;
+    return c->use_mla ? (int64_t)c->kv_lora_rank + c->qk_rope_head_dim : (int64_t)c->num_key_value_heads * lm->head_dim;
+}
+
+int64_t vlm_lm_kv_bytes_per_token(const vlm_lm *lm)
+{
+    int n_bufs;
+    const int64_t row = row_values(lm, &n_bufs);
+    return (int64_t)lm->cfg.num_hidden_layers * n_bufs * row * (vlm_lm_kv_type(lm) == VLM_KV_F16 ? 2 : 4);
+}
+
+int vlm_kv_type_parse(const char *s, vlm_kv_type *out)
+{
+    static const char *const names[] = {"auto", "f32", "f16"};
+    for (int i = 0; i < 3; i++)
+        if (s && !strcmp(s, names[i])) {
+            *out = (vlm_kv_type)i;
+            return VLM_OK;
+        }
+    return vlm_errorf(VLM_ERR_INVALID, "KV cache type '%s': use auto, f32 or f16", s ? s : "");
+}
+
+const char *vlm_kv_type_name(vlm_kv_type t) { return t == VLM_KV_F16 ? "f16" : t == VLM_KV_F32 ? "f32" : "auto"; }
 
 int vlm_kv_cache_create(const vlm_lm *lm, int64_t max_tokens, vlm_kv_cache **out)
 {
@@ -18,19 +56,18 @@ int vlm_kv_cache_create(const vlm_lm *lm, int64_t max_tokens, vlm_kv_cache **out
     if (!kc) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     kc->lm = lm;
     kc->cap = max_tokens;
-    if (c->use_mla) {
-        kc->n_bufs = 1;
-        kc->row = (int64_t)c->kv_lora_rank + c->qk_rope_head_dim;
-    } else {
-        kc->n_bufs = 2;
-        kc->row = (int64_t)c->num_key_value_heads * lm->head_dim;
+    kc->row = row_values(lm, &kc->n_bufs);
+    kc->be = vlm_lm_backend(lm);
+    kc->f16 = vlm_lm_kv_type(lm) == VLM_KV_F16;
+    if (kc->f16 && !kc->be->kv_f16) {
+        free(kc);
+        return vlm_errorf(VLM_ERR_UNSUPPORTED, "kv cache: %s has no f16 attention; use an f32 cache", vlm_lm_backend(lm)->name);
     }
-    double total = (double)c->num_hidden_layers * kc->n_bufs * (double)max_tokens * (double)kc->row * sizeof(float);
+    double total = (double)c->num_hidden_layers * kc->n_bufs * (double)max_tokens * (double)kc->row * (kc->f16 ? 2 : 4);
     if (total > (double)(SIZE_MAX / 2)) {
         free(kc);
         return vlm_errorf(VLM_ERR_LIMIT, "kv cache: %lld tokens would need %.0f bytes", (long long)max_tokens, total);
     }
-    kc->be = vlm_lm_backend(lm);
     void *data = NULL;
     int rc = kc->be->alloc(kc->be, (size_t)total, &data);
     if (rc != VLM_OK) {
@@ -60,5 +97,11 @@ int vlm_kv_cache_truncate(vlm_kv_cache *c, int64_t n)
     return VLM_OK;
 }
 
+int vlm_kv_store_f16(const vlm_kv_cache *c, int l, int b, int64_t pos, const float *src, int64_t src_stride, int64_t T)
+{
+    return c->be->rows_to_f16(c->be, vlm_kv_at(c, l, b, pos), c->row, src, src_stride, T, c->row);
+}
+
+vlm_kv_type vlm_kv_cache_type(const vlm_kv_cache *c) { return c->f16 ? VLM_KV_F16 : VLM_KV_F32; }
 int64_t vlm_kv_cache_len(const vlm_kv_cache *c) { return c->len; }
 int64_t vlm_kv_cache_capacity(const vlm_kv_cache *c) { return c->cap; }

@@ -51,6 +51,7 @@ struct vlm_lm {
     int head_dim; /* MHA */
     int n_moe;
     int mla_absorbed;
+    vlm_kv_type kv_type; /* as set (VLM_KV_AUTO by default) */
     vlm_weight embed, lm_head;
     float *final_norm;
     vlm_lm_layer *layers;
@@ -59,20 +60,31 @@ struct vlm_lm {
 struct vlm_kv_cache {
     const vlm_lm *lm;
     int64_t cap, len;
-    int64_t row;  /* floats per token per layer per buffer: MHA nkv*hd (K and V each), MLA kv_lora+rope */
+    int64_t row;  /* values per token per layer per buffer: MHA nkv*hd (K and V each), MLA kv_lora+rope */
     int n_bufs;   /* 2 (MHA: K, V) or 1 (MLA) */
+    int f16;      /* values are IEEE half (uint16_t), else float */
     const vlm_backend *be; /* the model's backend at creation; data is its buffer */
-    float *data;  /* [n_layers][n_bufs][cap][row] */
+    void *data;   /* [n_layers][n_bufs][cap][row] */
 };
 
 /* The backend a model runs on. */
 static inline const vlm_backend *vlm_lm_backend(const vlm_lm *lm) { return lm->be ? lm->be : vlm_backend_cpu(); }
 
-/* Rows [0, cap) of buffer b (0 = K or MLA latent, 1 = V) of layer l. */
-static inline float *vlm_kv_rows(const vlm_kv_cache *c, int l, int b)
+/* Rows [0, cap) of buffer b (0 = K or MLA latent, 1 = V) of layer l (floats or halves, c->f16). */
+static inline void *vlm_kv_rows(const vlm_kv_cache *c, int l, int b)
 {
-    return c->data + ((size_t)l * (size_t)c->n_bufs + (size_t)b) * (size_t)c->cap * (size_t)c->row;
+    return (char *)c->data + ((size_t)l * (size_t)c->n_bufs + (size_t)b) * (size_t)c->cap * (size_t)c->row *
+                                 (c->f16 ? 2u : 4u);
 }
+/* The same at token `pos` */
+static inline void *vlm_kv_at(const vlm_kv_cache *c, int l, int b, int64_t pos)
+{
+    return (char *)vlm_kv_rows(c, l, b) + (size_t)pos * (size_t)c->row * (c->f16 ? 2u : 4u);
+}
+/* Stores T new rows of c->row floats (src_stride apart) at token pos of buffer b of an f16 cache
+ * (into an fp32 cache the projections write directly). */
+int vlm_kv_store_f16(const vlm_kv_cache *c, int l, int b, int64_t pos, const float *src, int64_t src_stride,
+                     int64_t T);
 
 /* One forward step: T new tokens at positions pos0 .. pos0+T-1 with their RoPE tables [T][rope_dim/2]
  * (buffers of the model's backend). All float pointers below are buffers of lm->be (core/backend.h). */
