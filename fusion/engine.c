@@ -32,6 +32,7 @@ int vlm_engine_open(const char *model_dir, const vlm_engine_options *opt, vlm_en
         mo.max_context = opt->max_context;
         mo.device = opt->device;
         int rc = opt->quant ? vlm_quant_options_parse(opt->quant, &mo.quant) : VLM_OK;
+        if (rc == VLM_OK && opt->kv_cache) rc = vlm_kv_type_parse(opt->kv_cache, &mo.kv_cache);
         if (rc) {
             free(e);
             return rc;

@@ -32,6 +32,8 @@ typedef struct {
     const char *quant;   /* weight formats as `vlm ask --quant`: NULL = as stored; "q8", "q4,vision=bf16", ... */
     const char *device;  /* where the text decoder runs: NULL/"cpu", "cuda" or "cuda:N" (CUDA builds; without a
                             usable GPU the engine runs on the CPU and vlm_engine_device_note says so) */
+    const char *kv_cache; /* KV cache values as `vlm ask --kv-cache`: NULL/"auto" (16-bit with converted
+                             weights on the CPU, else fp32), "f16" or "f32" */
 } vlm_engine_options;
 
 typedef struct {

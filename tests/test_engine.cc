@@ -184,4 +184,39 @@ TEST(Engine, Int8ActivationModeMatchesTheCli)
     EXPECT_NE(out.find("--int8-act takes auto, on or off, not 'sometimes'"), std::string::npos) << out;
 }
 
+// The KV cache type: the engine's option and the CLI's flag give the same ids; on case 1 in q4 the
+// 16-bit cache (the default) and the fp32 one part from token 9, so the test tells them apart.
+TEST(Engine, KvCacheTypeMatchesTheCli)
+{
+    vlm_engine_options opt = {};
+    opt.quant = "q4";
+    int rc;
+    std::string text[2];
+    const char *types[2] = {"f32", nullptr};
+    for (int i = 0; i < 2; i++) {
+        opt.kv_cache = types[i];
+        vlm_engine *e = nullptr;
+        ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &opt, &e), VLM_OK) << vlm_last_error();
+        text[i] = Ask(e, &rc);
+        EXPECT_EQ(rc, VLM_OK) << vlm_last_error();
+        vlm_engine_close(e);
+    }
+    const std::vector<int32_t> f32 = CliIds("--quant q4 --kv-cache f32"), f16 = CliIds("--quant q4 --kv-cache f16");
+    EXPECT_EQ(text[0], StreamText("tiny-mha", f32));
+    EXPECT_EQ(text[1], StreamText("tiny-mha", f16));
+    EXPECT_EQ(f16, CliIds("--quant q4"));
+    EXPECT_EQ(f16, CliIds("--quant q4 --kv-cache auto"));
+    ASSERT_EQ(f16.size(), 16u);
+    EXPECT_NE(f16, f32);
+
+    opt.kv_cache = "f8";
+    vlm_engine *e = nullptr;
+    EXPECT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &opt, &e), VLM_ERR_INVALID);
+    EXPECT_EQ(e, nullptr);
+    EXPECT_NE(std::strstr(vlm_last_error(), "'f8'"), nullptr) << vlm_last_error();
+    std::string out;
+    EXPECT_EQ(golden::run(golden::vlm_bin() + " ask -m " + golden::model_dir("tiny-mha") + " --kv-cache f8 Hi 2>&1", &out), 2);
+    EXPECT_NE(out.find("--kv-cache takes auto, f16 or f32, not 'f8'"), std::string::npos) << out;
+}
+
 }  // namespace
