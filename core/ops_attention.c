@@ -88,17 +88,20 @@ typedef struct {
     int failed;
 } fattn_job;
 
-/* n floats of a K or V row piece: copied, or widened from an f16 cache */
-static TGT_INLINE void load_piece(float *dst, const void *base, int f16, int64_t at, int64_t n)
+TGT static void f16_widen_avx2(const uint16_t *h, int64_t n, float *dst)
 {
-    if (!f16) {
-        memcpy(dst, (const float *)base + at, (size_t)n * sizeof(float));
-        return;
-    }
-    const uint16_t *h = (const uint16_t *)base + at;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
     for (; i < n; i++) dst[i] = vlm_f16_to_f32(h[i]);
+}
+
+/* n floats of a K or V row piece: copied, or widened from an f16 cache */
+static TGT_INLINE void load_piece(float *dst, const void *base, int f16, int64_t at, int64_t n)
+{
+    if (f16)
+        f16_widen_avx2((const uint16_t *)base + at, n, dst);
+    else
+        memcpy(dst, (const float *)base + at, (size_t)n * sizeof(float));
 }
 
 TGT static void pack_task(void *ctx, int64_t b, int64_t e)
@@ -367,6 +370,18 @@ int vlm_f16_row_fast(const float *src, int64_t n, uint16_t *dst)
 #if defined(__x86_64__) || defined(__i386__)
     if (vlm_ops_avx2()) {
         f16_row_avx2(src, n, dst);
+        return 1;
+    }
+#endif
+    (void)src, (void)n, (void)dst;
+    return 0;
+}
+
+int vlm_f16_row_widen_fast(const uint16_t *src, int64_t n, float *dst)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (vlm_ops_avx2()) {
+        f16_widen_avx2(src, n, dst);
         return 1;
     }
 #endif

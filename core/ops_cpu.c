@@ -435,5 +435,6 @@ void vlm_op_rows_from_f16(float *dst, int64_t dst_stride, const uint16_t *src, i
                           int64_t width)
 {
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < width; i++) dst[r * dst_stride + i] = vlm_f16_to_f32(src[r * src_stride + i]);
+        if (!vlm_f16_row_widen_fast(src + r * src_stride, width, dst + r * dst_stride))
+            for (int64_t i = 0; i < width; i++) dst[r * dst_stride + i] = vlm_f16_to_f32(src[r * src_stride + i]);
 }

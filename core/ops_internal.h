@@ -45,7 +45,8 @@ void vlm_k6x16(const float *const *xr, const float *pk, int64_t kc, float *out);
  * quantize: one row of K weights into q8/q4 storage (padding already set) and its scales. */
 int vlm_q_quantize_row_fast(const float *row, int64_t K, vlm_wquant quant, int group, uint8_t *out, uint16_t *scales);
 int vlm_bf16_row_fast(const uint16_t *src, int64_t K, float *dst);
-/* vlm_op_rows_to_f16 for one row with F16C (the same bits) */
+/* vlm_op_rows_to_f16 / vlm_op_rows_from_f16 for one row with F16C (the same bits) */
 int vlm_f16_row_fast(const float *src, int64_t n, uint16_t *dst);
+int vlm_f16_row_widen_fast(const uint16_t *src, int64_t n, float *dst);
 
 #endif

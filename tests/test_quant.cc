@@ -352,8 +352,12 @@ TEST(FastKernels, RowsToF16) {
   EXPECT_EQ(fast[6], 0x7bff);  // 65520 rounds up to infinity in IEEE; saturated here
   EXPECT_EQ(fast[8], 0x7bff);
   EXPECT_EQ(fast[9], 0xfbff);
-  std::vector<float> back((size_t)(rows * width));
+  std::vector<float> back((size_t)(rows * width)), back_scalar(back.size());
   vlm_op_rows_from_f16(back.data(), width, fast.data(), 150, rows, width);
+  vlm_ops_set_simd(0);
+  vlm_op_rows_from_f16(back_scalar.data(), width, fast.data(), 150, rows, width);
+  vlm_ops_set_simd(1);
+  EXPECT_TRUE(bufutil::SameBits(back, back_scalar));
   for (size_t i = 0; i < back.size(); i++) {
     const float c = std::min(65504.0f, std::max(-65504.0f, x[i]));
     ASSERT_LE(std::fabs(back[i] - c), std::max(std::fabs(c) / 2048.0f, 2.99e-8f)) << x[i];  // half an ulp
