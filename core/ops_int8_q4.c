@@ -34,7 +34,7 @@ typedef struct {
     float *y;
     const int8_t *xq;  /* [M + MR][nb * QB]; the last MR rows are zero (tile padding) */
     const float *xd;   /* [M + MR][nb] */
-    const int32_t *x8; /* [M + MR][nb]: 8 * sum of the block's int8 inputs */
+    int32_t *x8;       /* [M + MR][nb]: 8 * sum of the block's int8 inputs (offset_task) */
     int64_t M, nb;
     const vlm_weight *W;
     const float *bias;
@@ -148,6 +148,17 @@ TGT static void tile_avx2(const q4gemm_job *j, const uint8_t *wp, const float *w
 }
 #endif
 
+/* x8 of input rows [b, e): 8 * (sum of each block's int8 inputs), the +8 nibble offset to remove */
+static void offset_task(void *ctx, int64_t b, int64_t e)
+{
+    const q4gemm_job *j = ctx;
+    for (int64_t i = b * j->nb; i < e * j->nb; i++) {
+        int32_t s = 0;
+        for (int k = 0; k < QB; k++) s += j->xq[i * QB + k];
+        j->x8[i] = 8 * s;
+    }
+}
+
 static void q4gemm_task(void *ctx, int64_t b, int64_t e)
 {
     q4gemm_job *j = ctx;
@@ -193,12 +204,8 @@ int vlm_linear_int8_q4(float *y, const float *x, int64_t M, const vlm_weight *W,
     avx = vlm_ops_avx2();
 #endif
     vlm_int8_quant_rows(x, M, K, nb, xq, xd);
-    for (int64_t i = 0; i < Mp * nb; i++) {
-        int32_t s = 0;
-        for (int k = 0; k < QB; k++) s += xq[i * QB + k];
-        x8[i] = 8 * s;
-    }
     q4gemm_job j = {y, xq, xd, x8, M, nb, W, bias, avx, 0};
+    vlm_pool_for(vlm_pool_default(), Mp, 16, offset_task, &j);
     vlm_pool_for(vlm_pool_default(), (W->rows + NC - 1) / NC, 1, q4gemm_task, &j);
     free(buf);
     return !j.failed;
