@@ -134,7 +134,7 @@ int vlm_attn_mla_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_
     } else {
         rc = be->linear(be, q, x, T, &a->q_proj, NULL);
     }
-    /* [c | k_pe] of the new tokens straight into their cache rows: c normed, k_pe and q_pe roped */
+    /* [c | k_pe] of the new tokens (into their cache rows, or rounded into them after): c normed, k_pe and q_pe roped */
     float *kv = c->f16 ? kvnew : vlm_kv_at(c, l, 0, s->pos0);
     if (rc == VLM_OK) rc = be->linear(be, kv, x, T, &a->kv_a, a->bkv_a);
     if (rc == VLM_OK) rc = be->rmsnorm(be, kv, kv, T, d.r, d.row, a->kv_a_norm, VLM_MLA_NORM_EPS);
