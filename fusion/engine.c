@@ -31,14 +31,11 @@ int vlm_engine_open(const char *model_dir, const vlm_engine_options *opt, vlm_en
         mo.n_threads = opt->n_threads;
         mo.max_context = opt->max_context;
         mo.device = opt->device;
-        int rc = opt->quant ? vlm_quant_options_parse(opt->quant, &mo.quant) : VLM_OK;
-        if (rc == VLM_OK && opt->kv_cache) rc = vlm_kv_type_parse(opt->kv_cache, &mo.kv_cache);
-        if (rc) {
-            free(e);
-            return rc;
-        }
     }
-    int rc = vlm_model_load(model_dir, &mo, &e->model);
+    int rc = opt && opt->quant ? vlm_quant_options_parse(opt->quant, &mo.quant)
+                               : vlm_quant_options_default(model_dir, &mo.quant);
+    if (rc == VLM_OK && opt && opt->kv_cache) rc = vlm_kv_type_parse(opt->kv_cache, &mo.kv_cache);
+    if (rc == VLM_OK) rc = vlm_model_load(model_dir, &mo, &e->model);
     if (rc) {
         free(e);
         return rc;

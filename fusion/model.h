@@ -30,6 +30,11 @@ typedef struct {
  * comma-separated component=format overrides: "q4,vision=bf16", "experts=q4,attention=q8".
  * Components: vision, projector, experts, attention, lm_head (also "all"). */
 int vlm_quant_options_parse(const char *s, vlm_quant_options *out);
+/* The formats the programs and vlm_engine use when none is asked for: a folder written by `vlm quantize`
+ * as it was written, any other in bf16 (the fast kernels). (vlm_model_load's own default, zeroed
+ * options, is the fp32 reference path, `ref`.) A folder that cannot be opened gets bf16: loading it
+ * then reports what is wrong. Fails only on an unreadable format recorded in vlm_quant.json. */
+int vlm_quant_options_default(const char *dir, vlm_quant_options *out);
 /* "vision=bf16,projector=bf16,experts=q4,attention=q8,lm_head=q8" into buf. */
 const char *vlm_quant_options_str(const vlm_quant_options *q, char *buf, size_t cap);
 

@@ -1,5 +1,6 @@
 /* --quant values: one format for every component and/or component=format overrides. */
 #include "fusion/model.h"
+#include "core/checkpoint.h"
 #include "core/error.h"
 
 #include <stdio.h>
@@ -42,6 +43,17 @@ int vlm_quant_options_parse(const char *s, vlm_quant_options *out)
                                                "lm_head or all)", tok);
     }
     return VLM_OK;
+}
+
+int vlm_quant_options_default(const char *dir, vlm_quant_options *out)
+{
+    vlm_checkpoint *ck;
+    if (vlm_checkpoint_open(dir, &ck) != VLM_OK) /* loading the folder will say what is wrong with it */
+        return vlm_quant_options_parse("bf16", out);
+    const char *sq = vlm_checkpoint_converted_quant(ck);
+    int rc = vlm_quant_options_parse(sq ? sq : "bf16", out);
+    vlm_checkpoint_close(ck);
+    return rc;
 }
 
 const char *vlm_quant_options_str(const vlm_quant_options *q, char *buf, size_t cap)

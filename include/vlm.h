@@ -29,7 +29,8 @@ typedef struct vlm_engine vlm_engine;
 typedef struct {
     int n_threads;       /* CPU threads; 0 = one per core */
     int64_t max_context; /* 0 = the model's max_position_embeddings */
-    const char *quant;   /* weight formats as `vlm ask --quant`: NULL = as stored; "q8", "q4,vision=bf16", ... */
+    const char *quant;   /* weight formats as `vlm ask --quant`: NULL = bf16, the fast kernels (a `vlm quantize`
+                            folder: as written); "ref" = the exact fp32 reference; "q8", "q4,vision=bf16", ... */
     const char *device;  /* where the text decoder runs: NULL/"cpu", "cuda" or "cuda:N" (CUDA builds; without a
                             usable GPU the engine runs on the CPU and vlm_engine_device_note says so) */
     const char *kv_cache; /* KV cache values as `vlm ask --kv-cache`: NULL/"auto" (16-bit with converted

@@ -68,8 +68,9 @@ static void usage(FILE *f)
           "                           f32 with --quant ref), f16 or f32\n"
           "  --max-pixels N           refuse larger images, checked before decoding (default 50000000)\n"
           "  --context N              limit the context (default: the model's max_position_embeddings)\n"
-          "  --quant Q                weight formats: ref (default: as stored, fp32 reference kernels), bf16,\n"
-          "                           q8[:G], q4[:G], per component e.g. q4,vision=bf16 (see README)\n"
+          "  --quant Q                weight formats: bf16 (default; a `vlm quantize` folder: as written), ref\n"
+          "                           (the exact fp32 reference kernels), q8[:G], q4[:G], per component e.g.\n"
+          "                           q4,vision=bf16 (see README)\n"
           "  --device D               cpu (default), cuda or cuda:N: where the text decoder runs (the vision\n"
           "                           encoder and projector stay on the CPU); without a usable GPU: a note on\n"
           "                           stderr and the CPU. CUDA runs weights as stored or bf16, not q8/q4\n"
@@ -502,7 +503,8 @@ int vlm_cmd_ask(int argc, char **argv)
         if (add_image(&s, a.images[i])) goto fail;
     vlm_model_options mo = {.n_threads = (int)a.threads, .max_context = a.context, .device = a.device,
                             .kv_cache = a.kv_cache};
-    if (a.quant && vlm_quant_options_parse(a.quant, &mo.quant)) goto fail;
+    if (a.quant ? vlm_quant_options_parse(a.quant, &mo.quant) : vlm_quant_options_default(a.model_dir, &mo.quant))
+        goto fail;
     if (vlm_model_load(a.model_dir, &mo, &s.m)) goto fail;
     if (vlm_model_device_note(s.m)) fprintf(stderr, "vlm ask: %s\n", vlm_model_device_note(s.m));
     s.tok = vlm_model_tokenizer(s.m);

@@ -436,16 +436,8 @@ int vlm_cmd_bench(int argc, char **argv)
     }
     vlm_model_options mo = {.n_threads = (int)threads, .device = device, .kv_cache = kv};
     /* without --quant: a folder from `vlm quantize` runs as it was stored, any other in bf16 */
-    char stored[256] = "bf16";
-    if (!quant) {
-        vlm_checkpoint *ck;
-        if (vlm_checkpoint_open(dir, &ck)) return cli_fail("bench");
-        const char *sq = vlm_checkpoint_converted_quant(ck);
-        if (sq) snprintf(stored, sizeof stored, "%s", sq);
-        vlm_checkpoint_close(ck);
-        quant = stored;
-    }
-    if (vlm_quant_options_parse(quant, &mo.quant)) return cli_fail("bench");
+    if (quant ? vlm_quant_options_parse(quant, &mo.quant) : vlm_quant_options_default(dir, &mo.quant))
+        return cli_fail("bench");
     if (threads > 0) vlm_pool_default_set_threads((int)threads);
     const double bw = measure_bandwidth();
     double t0 = now_ms();

@@ -293,6 +293,18 @@ TEST(QuantizeCli, OutputFolderAnswersLikeTheOriginal) {
   std::string c = sh(golden::vlm_bin() + " ask -m " + out.path + ask, &st);  // no --quant: the stored one
   EXPECT_EQ(st, 0) << c;
   EXPECT_EQ(ids(a), ids(c));
+  // the programs' default formats (vlm_quant_options_default): the stored ones here, bf16 for the original
+  // folder and for one that cannot be opened (its load reports the problem)
+  vlm_quant_options q, want;
+  ASSERT_EQ(vlm_quant_options_default(out.path.c_str(), &q), VLM_OK) << vlm_last_error();
+  ASSERT_EQ(vlm_quant_options_parse("q4", &want), VLM_OK);
+  EXPECT_EQ(std::memcmp(&q, &want, sizeof q), 0);
+  ASSERT_EQ(vlm_quant_options_default(golden::model_dir("tiny-mla").c_str(), &q), VLM_OK) << vlm_last_error();
+  ASSERT_EQ(vlm_quant_options_parse("bf16", &want), VLM_OK);
+  EXPECT_EQ(std::memcmp(&q, &want, sizeof q), 0);
+  EXPECT_EQ(q.experts.fmt, VLM_WQ_BF16);
+  ASSERT_EQ(vlm_quant_options_default("/nonexistent-model", &q), VLM_OK);
+  EXPECT_EQ(std::memcmp(&q, &want, sizeof q), 0);
   std::string d = sh(golden::vlm_bin() + " ask -m " + out.path + " --quant q8" + ask, &st);
   EXPECT_EQ(st, 1) << d;
   EXPECT_NE(d.find("is stored as q4:32"), std::string::npos) << d;
