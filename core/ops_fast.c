@@ -660,13 +660,17 @@ TGT static void slice_avx2(const gemm_job *j, int64_t n0, int64_t nr, int64_t k0
         for (int64_t p = 0; p < np; p++) {
             vlm_k6x16(xr, pk + p * 16 * KC, kc, ct);
             const int64_t cols = nr - p * 16 < 16 ? nr - p * 16 : 16;
+            /* the first K slice stores (bias + sums), later ones add: y is read once less */
+            const float *bias = k0 == 0 && j->bias ? j->bias + n0 + p * 16 : g_zero_row;
             for (int i = 0; i < mr; i++) {
                 float *yr = j->y + (m0 + i) * N + n0 + p * 16;
                 if (cols == 16) {
-                    _mm256_storeu_ps(yr, _mm256_add_ps(_mm256_loadu_ps(yr), _mm256_load_ps(ct + i * 16)));
-                    _mm256_storeu_ps(yr + 8, _mm256_add_ps(_mm256_loadu_ps(yr + 8), _mm256_load_ps(ct + i * 16 + 8)));
+                    const __m256 b0 = k0 ? _mm256_loadu_ps(yr) : _mm256_loadu_ps(bias);
+                    const __m256 b1 = k0 ? _mm256_loadu_ps(yr + 8) : _mm256_loadu_ps(bias + 8);
+                    _mm256_storeu_ps(yr, _mm256_add_ps(b0, _mm256_load_ps(ct + i * 16)));
+                    _mm256_storeu_ps(yr + 8, _mm256_add_ps(b1, _mm256_load_ps(ct + i * 16 + 8)));
                 } else {
-                    for (int64_t c = 0; c < cols; c++) yr[c] += ct[i * 16 + c];
+                    for (int64_t c = 0; c < cols; c++) yr[c] = (k0 ? yr[c] : bias[c]) + ct[i * 16 + c];
                 }
             }
         }
@@ -683,8 +687,9 @@ static void gemm_run(const gemm_job *j, int64_t b, int64_t e, int avx)
     float pk[NBMAX * KC] __attribute__((aligned(64)));
     for (int64_t blk = b; blk < e; blk++) {
         const int64_t n0 = blk * j->nb, nr = N - n0 < j->nb ? N - n0 : j->nb;
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t n = 0; n < nr; n++) j->y[m * N + n0 + n] = j->bias ? j->bias[n0 + n] : 0.0f;
+        if (!avx) /* the AVX2 slices store their first K slice with the bias instead */
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = 0; n < nr; n++) j->y[m * N + n0 + n] = j->bias ? j->bias[n0 + n] : 0.0f;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             const int64_t kc = K - k0 < KC ? K - k0 : KC;
 #ifdef VLM_HAVE_X86
