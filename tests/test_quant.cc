@@ -365,6 +365,33 @@ TEST(FastKernels, RowsToF16) {
   }
 }
 
+// LayerNorm and RMSNorm split their rows over the thread pool: every row (several chunks of the pool's
+// grain, a short last one) equals the per-row formula evaluated here, bit for bit.
+TEST(FastKernels, NormsOverThePoolEqualTheRowFormula) {
+  for (int64_t M : {1, 29, 300}) {
+    const int64_t D = 1152;
+    std::vector<float> x = random_x(M, D, 7), g = random_x(1, D, 8), b = random_x(1, D, 9), y((size_t)(M * D)),
+                       r((size_t)(M * D));
+    vlm_op_layernorm(y.data(), x.data(), M, D, g.data(), b.data(), 1e-6f);
+    vlm_op_rmsnorm(r.data(), x.data(), M, D, g.data(), 1e-6f);
+    for (int64_t m = 0; m < M; m++) {
+      const float *xr = x.data() + m * D;
+      double mean = 0, var = 0, ss = 0;
+      for (int64_t i = 0; i < D; i++) mean += xr[i];
+      mean /= (double)D;
+      for (int64_t i = 0; i < D; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+      var /= (double)D;
+      for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+      const float rstd = (float)(1.0 / std::sqrt(var + 1e-6f)), mf = (float)mean;
+      const float rr = (float)(1.0 / std::sqrt(ss / (double)D + 1e-6f));
+      for (int64_t i = 0; i < D; i++) {
+        ASSERT_EQ(y[(size_t)(m * D + i)], (xr[i] - mf) * rstd * g[(size_t)i] + b[(size_t)i]) << m << " " << i;
+        ASSERT_EQ(r[(size_t)(m * D + i)], (xr[i] * rr) * g[(size_t)i]) << m << " " << i;
+      }
+    }
+  }
+}
+
 // GELU (tanh form) with the polynomial exp: within 1e-6 of the reference (absolute, plus relative).
 TEST(FastKernels, GeluTanhMatchesReference) {
   std::vector<float> x((size_t)1003);
