@@ -58,7 +58,9 @@ TGT static void gelu_tanh_avx2(float *x, int64_t n)
     if (i < n) vlm_op_gelu_tanh(x + i, n - i);
 }
 
-TGT static void f16_row_avx2(const float *src, int64_t n, uint16_t *dst)
+/* The 8-wide part of vlm_op_rows_to_f16 / vlm_op_rows_from_f16 for one row; they return how many
+ * values they did (the callers finish the rest with the scalar conversion). */
+TGT static int64_t f16_row_avx2(const float *src, int64_t n, uint16_t *dst)
 {
     const __m256 hi = _mm256_set1_ps(65504.0f), lo = _mm256_set1_ps(-65504.0f);
     int64_t i = 0;
@@ -67,11 +69,14 @@ TGT static void f16_row_avx2(const float *src, int64_t n, uint16_t *dst)
         __m256 x = _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_loadu_ps(src + i)));
         _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     }
-    for (; i < n; i++) {
-        float x = src[i];
-        x = x > 65504.0f ? 65504.0f : x < -65504.0f ? -65504.0f : x;
-        dst[i] = vlm_f32_to_f16(x);
-    }
+    return i;
+}
+
+TGT static int64_t f16_widen_avx2(const uint16_t *h, int64_t n, float *dst)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    return i;
 }
 
 /* ---- attention ----------------------------------------------------------------- */
@@ -87,22 +92,6 @@ typedef struct {
     const float *zero;  /* max(d, kvpad) zeros */
     int failed;
 } fattn_job;
-
-TGT static void f16_widen_avx2(const uint16_t *h, int64_t n, float *dst)
-{
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
-    for (; i < n; i++) dst[i] = vlm_f16_to_f32(h[i]);
-}
-
-/* n floats of a K or V row piece: copied, or widened from an f16 cache */
-static TGT_INLINE void load_piece(float *dst, const void *base, int f16, int64_t at, int64_t n)
-{
-    if (f16)
-        f16_widen_avx2((const uint16_t *)base + at, n, dst);
-    else
-        memcpy(dst, (const float *)base + at, (size_t)n * sizeof(float));
-}
 
 TGT static void pack_task(void *ctx, int64_t b, int64_t e)
 {
@@ -121,8 +110,8 @@ TGT static void pack_task(void *ctx, int64_t b, int64_t e)
                 int64_t key = pn * 16 + c;
                 float *dst = kp + pn * d * 16 + c;
                 if (key < p->n_kv) {
-                    load_piece(row, j->k, p->kv_f16, key * p->k_stride + g * d, d);
-                    for (int64_t kk = 0; kk < d; kk++) dst[kk * 16] = row[kk];
+                    const float *src = vlm_kv_piece(j->k, p->kv_f16, key * p->k_stride + g * d, d, row);
+                    for (int64_t kk = 0; kk < d; kk++) dst[kk * 16] = src[kk];
                 } else {
                     for (int64_t kk = 0; kk < d; kk++) dst[kk * 16] = 0;
                 }
@@ -132,7 +121,8 @@ TGT static void pack_task(void *ctx, int64_t b, int64_t e)
             for (int64_t key = 0; key < j->kvpad; key++) {
                 float *dst = vp + (pn * j->kvpad + key) * 16;
                 if (key < p->n_kv) {
-                    load_piece(dst, j->v, p->kv_f16, key * p->v_stride + g * dv + c0, nc);
+                    const float *src = vlm_kv_piece(j->v, p->kv_f16, key * p->v_stride + g * dv + c0, nc, dst);
+                    if (src != dst) memcpy(dst, src, (size_t)nc * sizeof(float));
                     for (int64_t c = nc; c < 16; c++) dst[c] = 0;
                 } else {
                     memset(dst, 0, 16 * sizeof(float));
@@ -244,42 +234,44 @@ typedef struct {
     int64_t n, kpad;
 } dattn_job;
 
-static TGT_INLINE float dot_avx2(const float *a, const float *b, int n)
+/* 8 values / one value at index i of a cache row: floats, or halves widened (f16 is a constant
+ * at each call site, so each kernel below is compiled once per element type) */
+static TGT_INLINE __m256 kv_load8(const void *b, int64_t i, const int f16)
+{
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)b + i)))
+               : _mm256_loadu_ps((const float *)b + i);
+}
+static TGT_INLINE float kv_load1(const void *b, int64_t i, const int f16)
+{
+    return f16 ? vlm_f16_to_f32(((const uint16_t *)b)[i]) : ((const float *)b)[i];
+}
+
+/* a . row[at, at + n) */
+static TGT_INLINE float dot_kv(const float *a, const void *row, int64_t at, int n, const int f16)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), kv_load8(row, at + i, f16), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), kv_load8(row, at + i + 8, f16), a1);
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), kv_load8(row, at + i, f16), a0);
     __m256 t = _mm256_add_ps(a0, a1);
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
     float r = _mm_cvtss_f32(h);
-    for (; i < n; i++) r += a[i] * b[i];
+    for (; i < n; i++) r += a[i] * kv_load1(row, at + i, f16);
     return r;
 }
 
-/* the same over an f16 row b */
-static TGT_INLINE float dot_avx2_f16(const float *a, const uint16_t *b, int n)
+/* y[0, n) += w * row[at, at + n) */
+static TGT_INLINE void axpy_kv(float *y, float w, const void *row, int64_t at, int n, const int f16)
 {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    const __m256 wv = _mm256_set1_ps(w);
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8))), a1);
-    }
-    for (; i + 8 <= n; i += 8)
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), a0);
-    __m256 t = _mm256_add_ps(a0, a1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float r = _mm_cvtss_f32(h);
-    for (; i < n; i++) r += a[i] * vlm_f16_to_f32(b[i]);
-    return r;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(wv, kv_load8(row, at + i, f16), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += w * kv_load1(row, at + i, f16);
 }
 
 TGT static void dattn_scores(void *ctx, int64_t b, int64_t e)
@@ -292,8 +284,7 @@ TGT static void dattn_scores(void *ctx, int64_t b, int64_t e)
         for (int h = 0; h < p->n_heads; h++) {
             const float *qh = j->q + (int64_t)h * p->qk_dim;
             const int64_t at = t * p->k_stride + (int64_t)(h / group) * p->qk_dim;
-            const float d = p->kv_f16 ? dot_avx2_f16(qh, (const uint16_t *)j->k + at, p->qk_dim)
-                                      : dot_avx2(qh, (const float *)j->k + at, p->qk_dim);
+            const float d = p->kv_f16 ? dot_kv(qh, j->k, at, p->qk_dim, 1) : dot_kv(qh, j->k, at, p->qk_dim, 0);
             j->s[h * j->kpad + t] = d * p->scale;
         }
 }
@@ -313,28 +304,16 @@ TGT static void dattn_values(void *ctx, int64_t b, int64_t e)
         float *o = j->part + blk * p->n_heads * dv;
         memset(o, 0, (size_t)p->n_heads * (size_t)dv * sizeof(float));
         const int64_t k1 = (blk + 1) * DEC_KEYS < j->n ? (blk + 1) * DEC_KEYS : j->n;
-        for (int64_t t = blk * DEC_KEYS; t < k1; t++) {
-            const float *vr = (const float *)j->v + t * p->v_stride;
-            const uint16_t *vh = (const uint16_t *)j->v + t * p->v_stride;
+        for (int64_t t = blk * DEC_KEYS; t < k1; t++)
             for (int h = 0; h < p->n_heads; h++) {
                 const float wt = j->s[h * j->kpad + t];
-                const __m256 w = _mm256_set1_ps(wt);
-                const int64_t off = (int64_t)(h / group) * dv;
+                const int64_t at = t * p->v_stride + (int64_t)(h / group) * dv;
                 float *y = o + (int64_t)h * dv;
-                int i = 0;
-                if (p->kv_f16) {
-                    for (; i + 8 <= dv; i += 8) {
-                        const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + off + i)));
-                        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w, x, _mm256_loadu_ps(y + i)));
-                    }
-                    for (; i < dv; i++) y[i] += wt * vlm_f16_to_f32(vh[off + i]);
-                } else {
-                    for (; i + 8 <= dv; i += 8)
-                        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + off + i), _mm256_loadu_ps(y + i)));
-                    for (; i < dv; i++) y[i] += wt * vr[off + i];
-                }
+                if (p->kv_f16)
+                    axpy_kv(y, wt, j->v, at, dv, 1);
+                else
+                    axpy_kv(y, wt, j->v, at, dv, 0);
             }
-        }
     }
 }
 
@@ -365,25 +344,19 @@ TGT static int attention_decode(const vlm_attention_params *p, const float *q, c
 }
 #endif
 
-int vlm_f16_row_fast(const float *src, int64_t n, uint16_t *dst)
+int64_t vlm_f16_row_fast(const float *src, int64_t n, uint16_t *dst)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    if (vlm_ops_avx2()) {
-        f16_row_avx2(src, n, dst);
-        return 1;
-    }
+    if (vlm_ops_avx2()) return f16_row_avx2(src, n, dst);
 #endif
     (void)src, (void)n, (void)dst;
     return 0;
 }
 
-int vlm_f16_row_widen_fast(const uint16_t *src, int64_t n, float *dst)
+int64_t vlm_f16_row_widen_fast(const uint16_t *src, int64_t n, float *dst)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    if (vlm_ops_avx2()) {
-        f16_widen_avx2(src, n, dst);
-        return 1;
-    }
+    if (vlm_ops_avx2()) return f16_widen_avx2(src, n, dst);
 #endif
     (void)src, (void)n, (void)dst;
     return 0;

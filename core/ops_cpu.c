@@ -407,15 +407,6 @@ static void axpy(float *y, float a, const float *x, int64_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-/* n values of key/value row jj, head g, as floats: the row itself, or widened into tmp (f16 cache) */
-static const float *kv_piece(const attn_job *j, const void *base, int64_t stride, int64_t jj, int64_t off, int64_t n,
-                             float *tmp)
-{
-    if (!j->p->kv_f16) return (const float *)base + jj * stride + off;
-    vlm_op_rows_from_f16(tmp, n, (const uint16_t *)base + jj * stride + off, n, 1, n);
-    return tmp;
-}
-
 static void attn_task(void *ctx, int64_t b, int64_t e)
 {
     const attn_job *j = ctx;
@@ -429,13 +420,14 @@ static void attn_task(void *ctx, int64_t b, int64_t e)
         int64_t n = p->causal ? p->q_pos0 + i + 1 : p->n_kv;
         if (n > p->n_kv) n = p->n_kv;
         for (int64_t jj = 0; jj < n; jj++)
-            s[jj] = dot1(qi, kv_piece(j, j->k, p->k_stride, jj, (int64_t)g * p->qk_dim, p->qk_dim, tmp), p->qk_dim) *
-                    p->scale;
+            s[jj] = dot1(qi, vlm_kv_piece(j->k, p->kv_f16, jj * p->k_stride + (int64_t)g * p->qk_dim, p->qk_dim, tmp),
+                         p->qk_dim) * p->scale;
         vlm_op_softmax(s, n);
         float *o = j->out + i * p->o_stride + (int64_t)h * p->v_dim;
         memset(o, 0, (size_t)p->v_dim * sizeof(float));
         for (int64_t jj = 0; jj < n; jj++)
-            axpy(o, s[jj], kv_piece(j, j->v, p->v_stride, jj, (int64_t)g * p->v_dim, p->v_dim, tmp), p->v_dim);
+            axpy(o, s[jj], vlm_kv_piece(j->v, p->kv_f16, jj * p->v_stride + (int64_t)g * p->v_dim, p->v_dim, tmp),
+                 p->v_dim);
     }
 }
 
@@ -461,7 +453,7 @@ void vlm_op_rows_to_f16(uint16_t *dst, int64_t dst_stride, const float *src, int
                         int64_t width)
 {
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = vlm_f16_row_fast(src + r * src_stride, width, dst + r * dst_stride) ? width : 0; i < width; i++) {
+        for (int64_t i = vlm_f16_row_fast(src + r * src_stride, width, dst + r * dst_stride); i < width; i++) {
             float x = src[r * src_stride + i];
             x = x > 65504.0f ? 65504.0f : x < -65504.0f ? -65504.0f : x; /* NaN passes through */
             dst[r * dst_stride + i] = vlm_f32_to_f16(x);
@@ -472,6 +464,6 @@ void vlm_op_rows_from_f16(float *dst, int64_t dst_stride, const uint16_t *src, i
                           int64_t width)
 {
     for (int64_t r = 0; r < rows; r++)
-        if (!vlm_f16_row_widen_fast(src + r * src_stride, width, dst + r * dst_stride))
-            for (int64_t i = 0; i < width; i++) dst[r * dst_stride + i] = vlm_f16_to_f32(src[r * src_stride + i]);
+        for (int64_t i = vlm_f16_row_widen_fast(src + r * src_stride, width, dst + r * dst_stride); i < width; i++)
+            dst[r * dst_stride + i] = vlm_f16_to_f32(src[r * src_stride + i]);
 }

@@ -45,8 +45,18 @@ void vlm_k6x16(const float *const *xr, const float *pk, int64_t kc, float *out);
  * quantize: one row of K weights into q8/q4 storage (padding already set) and its scales. */
 int vlm_q_quantize_row_fast(const float *row, int64_t K, vlm_wquant quant, int group, uint8_t *out, uint16_t *scales);
 int vlm_bf16_row_fast(const uint16_t *src, int64_t K, float *dst);
-/* vlm_op_rows_to_f16 / vlm_op_rows_from_f16 for one row with F16C (the same bits) */
-int vlm_f16_row_fast(const float *src, int64_t n, uint16_t *dst);
-int vlm_f16_row_widen_fast(const uint16_t *src, int64_t n, float *dst);
+/* vlm_op_rows_to_f16 / vlm_op_rows_from_f16 for one row with F16C (the same bits): the number of
+ * leading values done (a multiple of 8; 0 without F16C), the caller converts the rest. */
+int64_t vlm_f16_row_fast(const float *src, int64_t n, uint16_t *dst);
+int64_t vlm_f16_row_widen_fast(const uint16_t *src, int64_t n, float *dst);
+
+/* n values at index `at` of an attention K or V buffer (vlm_attention_params.kv_f16: halves, else
+ * floats) as floats: a pointer into the buffer, or the values widened into tmp. */
+static inline const float *vlm_kv_piece(const void *base, int f16, int64_t at, int64_t n, float *tmp)
+{
+    if (!f16) return (const float *)base + at;
+    vlm_op_rows_from_f16(tmp, n, (const uint16_t *)base + at, n, 1, n);
+    return tmp;
+}
 
 #endif
