@@ -90,13 +90,7 @@ int vlm_model_load(const char *dir, const vlm_model_options *opt, vlm_model **ou
         vlm_cuda_backend_attach(be);
         m->be = be;
     }
-    const vlm_backend *lm_be = m->be ? m->be : vlm_backend_cpu();
-    if (opt && opt->kv_cache == VLM_KV_F16 && !lm_be->kv_f16) {
-        rc = vlm_errorf(VLM_ERR_UNSUPPORTED, "an f16 KV cache is not available on %s: use --kv-cache f32 or auto",
-                        lm_be->name);
-        goto fail;
-    }
-    if (opt) vlm_lm_set_kv_type(m->lm, opt->kv_cache);
+    if (opt && (rc = vlm_lm_set_kv_type(m->lm, opt->kv_cache))) goto fail;
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     m->image_id = -1;

@@ -56,10 +56,11 @@ int vlm_lm_embed(const vlm_lm *lm, const int32_t *ids, int64_t n, float *out);
 typedef struct vlm_kv_cache vlm_kv_cache;
 /* The element type of caches made from now on: VLM_KV_AUTO (the default: 16-bit when the attention
  * weights are converted, i.e. run by the fast kernels, and the backend has f16 attention; fp32 for
- * weights as stored, the exact reference path), VLM_KV_F32 or VLM_KV_F16 (VLM_ERR_UNSUPPORTED at
- * cache creation on a backend without f16 attention). */
+ * weights as stored, the exact reference path), VLM_KV_F32 or VLM_KV_F16. F16 on a backend without
+ * f16 attention is VLM_ERR_UNSUPPORTED here (the setting unchanged) and at cache creation (if the
+ * backend changed since). */
 typedef enum { VLM_KV_AUTO = 0, VLM_KV_F32 = 1, VLM_KV_F16 = 2 } vlm_kv_type;
-void vlm_lm_set_kv_type(vlm_lm *lm, vlm_kv_type t);
+int vlm_lm_set_kv_type(vlm_lm *lm, vlm_kv_type t);
 /* What VLM_KV_AUTO / the setting resolves to for lm's current weights and backend (never AUTO). */
 vlm_kv_type vlm_lm_kv_type(const vlm_lm *lm);
 /* Cache bytes per token (all layers) for that type. */

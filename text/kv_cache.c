@@ -9,7 +9,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-void vlm_lm_set_kv_type(vlm_lm *lm, vlm_kv_type t) { lm->kv_type = t; }
+/* An f16 cache needs a backend whose attention reads it. */
+static int kv_type_check(const vlm_lm *lm, vlm_kv_type t)
+{
+    const vlm_backend *be = vlm_lm_backend(lm);
+    if (t == VLM_KV_F16 && !be->kv_f16)
+        return vlm_errorf(VLM_ERR_UNSUPPORTED, "an f16 KV cache is not available on %s: use --kv-cache f32 or auto",
+                          be->name);
+    return VLM_OK;
+}
+
+int vlm_lm_set_kv_type(vlm_lm *lm, vlm_kv_type t)
+{
+    int rc = kv_type_check(lm, t);
+    if (rc == VLM_OK) lm->kv_type = t;
+    return rc;
+}
 
 vlm_kv_type vlm_lm_kv_type(const vlm_lm *lm)
 {
@@ -33,25 +48,28 @@ int64_t vlm_lm_kv_bytes_per_token(const vlm_lm *lm)
     return (int64_t)lm->cfg.num_hidden_layers * n_bufs * row * (vlm_lm_kv_type(lm) == VLM_KV_F16 ? 2 : 4);
 }
 
+static const char *const k_kv_names[] = {"auto", "f32", "f16"}; /* in vlm_kv_type order */
+
 int vlm_kv_type_parse(const char *s, vlm_kv_type *out)
 {
-    static const char *const names[] = {"auto", "f32", "f16"};
     for (int i = 0; i < 3; i++)
-        if (s && !strcmp(s, names[i])) {
+        if (s && !strcmp(s, k_kv_names[i])) {
             *out = (vlm_kv_type)i;
             return VLM_OK;
         }
     return vlm_errorf(VLM_ERR_INVALID, "KV cache type '%s': use auto, f32 or f16", s ? s : "");
 }
 
-const char *vlm_kv_type_name(vlm_kv_type t) { return t == VLM_KV_F16 ? "f16" : t == VLM_KV_F32 ? "f32" : "auto"; }
+const char *vlm_kv_type_name(vlm_kv_type t) { return t >= VLM_KV_AUTO && t <= VLM_KV_F16 ? k_kv_names[t] : "auto"; }
 
 int vlm_kv_cache_create(const vlm_lm *lm, int64_t max_tokens, vlm_kv_cache **out)
 {
     *out = NULL;
     if (!lm) return vlm_errorf(VLM_ERR_INVALID, "kv cache: no model");
     if (max_tokens <= 0) return vlm_errorf(VLM_ERR_INVALID, "kv cache: capacity %lld must be positive", (long long)max_tokens);
-    const vlm_lm_config *c = &lm->cfg;
+    /* the backend may have changed since the type was set */
+    int rc = kv_type_check(lm, vlm_lm_kv_type(lm));
+    if (rc) return rc;
     vlm_kv_cache *kc = calloc(1, sizeof *kc);
     if (!kc) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     kc->lm = lm;
@@ -59,17 +77,13 @@ int vlm_kv_cache_create(const vlm_lm *lm, int64_t max_tokens, vlm_kv_cache **out
     kc->row = row_values(lm, &kc->n_bufs);
     kc->be = vlm_lm_backend(lm);
     kc->f16 = vlm_lm_kv_type(lm) == VLM_KV_F16;
-    if (kc->f16 && !kc->be->kv_f16) {
-        free(kc);
-        return vlm_errorf(VLM_ERR_UNSUPPORTED, "kv cache: %s has no f16 attention; use an f32 cache", vlm_lm_backend(lm)->name);
-    }
-    double total = (double)c->num_hidden_layers * kc->n_bufs * (double)max_tokens * (double)kc->row * (kc->f16 ? 2 : 4);
+    double total = (double)vlm_lm_kv_bytes_per_token(lm) * (double)max_tokens;
     if (total > (double)(SIZE_MAX / 2)) {
         free(kc);
         return vlm_errorf(VLM_ERR_LIMIT, "kv cache: %lld tokens would need %.0f bytes", (long long)max_tokens, total);
     }
     void *data = NULL;
-    int rc = kc->be->alloc(kc->be, (size_t)total, &data);
+    rc = kc->be->alloc(kc->be, (size_t)total, &data);
     if (rc != VLM_OK) {
         free(kc);
         return vlm_error_prefix(rc, "kv cache for %lld tokens on %s", (long long)max_tokens, vlm_lm_backend(lm)->name);

@@ -70,16 +70,17 @@ struct vlm_kv_cache {
 /* The backend a model runs on. */
 static inline const vlm_backend *vlm_lm_backend(const vlm_lm *lm) { return lm->be ? lm->be : vlm_backend_cpu(); }
 
+/* Bytes of one cached token's row of one buffer of one layer. */
+static inline size_t vlm_kv_row_bytes(const vlm_kv_cache *c) { return (size_t)c->row * (c->f16 ? 2u : 4u); }
 /* Rows [0, cap) of buffer b (0 = K or MLA latent, 1 = V) of layer l (floats or halves, c->f16). */
 static inline void *vlm_kv_rows(const vlm_kv_cache *c, int l, int b)
 {
-    return (char *)c->data + ((size_t)l * (size_t)c->n_bufs + (size_t)b) * (size_t)c->cap * (size_t)c->row *
-                                 (c->f16 ? 2u : 4u);
+    return (char *)c->data + ((size_t)l * (size_t)c->n_bufs + (size_t)b) * (size_t)c->cap * vlm_kv_row_bytes(c);
 }
 /* The same at token `pos` */
 static inline void *vlm_kv_at(const vlm_kv_cache *c, int l, int b, int64_t pos)
 {
-    return (char *)vlm_kv_rows(c, l, b) + (size_t)pos * (size_t)c->row * (c->f16 ? 2u : 4u);
+    return (char *)vlm_kv_rows(c, l, b) + (size_t)pos * vlm_kv_row_bytes(c);
 }
 /* Stores T new rows of c->row floats (src_stride apart) at token pos of buffer b of an f16 cache
  * (into an fp32 cache the projections write directly). */
