@@ -120,6 +120,19 @@ std::vector<int32_t> CliIds(const std::string &opts)
     return v;
 }
 
+// The engine's answer to case 1 with these options (open, ask, close); a failure fails the test.
+std::string EngineAnswer(const vlm_engine_options &opt)
+{
+    vlm_engine *e = nullptr;
+    EXPECT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &opt, &e), VLM_OK) << vlm_last_error();
+    if (!e) return std::string();
+    int rc;
+    const std::string text = Ask(e, &rc);
+    EXPECT_EQ(rc, VLM_OK) << vlm_last_error();
+    vlm_engine_close(e);
+    return text;
+}
+
 TEST(Engine, QuantOptionIsParsedAndApplied)
 {
     vlm_engine_options opt = {};
@@ -141,10 +154,7 @@ TEST(Engine, QuantOptionIsParsedAndApplied)
     // 257 where the golden one is 444), and the engine answers with the tokens `vlm ask --quant q4`
     // generates.
     opt.quant = "q4";
-    ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &opt, &e), VLM_OK) << vlm_last_error();
-    const std::string q4 = Ask(e, &rc);
-    EXPECT_EQ(rc, VLM_OK) << vlm_last_error();
-    vlm_engine_close(e);
+    const std::string q4 = EngineAnswer(opt);
     EXPECT_NE(q4, GoldenAnswer("tiny-mha"));
     const std::vector<int32_t> cli_ids = CliIds("--quant q4");
     ASSERT_EQ(cli_ids.size(), 16u);
@@ -158,18 +168,10 @@ TEST(Engine, Int8ActivationModeMatchesTheCli)
 {
     vlm_engine_options opt = {};
     opt.quant = "q4";
-    int rc;
-    vlm_engine *e = nullptr;
     vlm_ops_set_int8_activations(0);
-    ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &opt, &e), VLM_OK) << vlm_last_error();
-    const std::string off = Ask(e, &rc);
-    EXPECT_EQ(rc, VLM_OK) << vlm_last_error();
-    vlm_engine_close(e);
+    const std::string off = EngineAnswer(opt);
     vlm_ops_set_int8_activations(-1);
-    ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &opt, &e), VLM_OK) << vlm_last_error();
-    const std::string dflt = Ask(e, &rc);
-    EXPECT_EQ(rc, VLM_OK) << vlm_last_error();
-    vlm_engine_close(e);
+    const std::string dflt = EngineAnswer(opt);
 
     EXPECT_EQ(off, StreamText("tiny-mha", CliIds("--quant q4 --int8-act off")));
     const std::vector<int32_t> on = CliIds("--quant q4 --int8-act on");
@@ -190,20 +192,13 @@ TEST(Engine, KvCacheTypeMatchesTheCli)
 {
     vlm_engine_options opt = {};
     opt.quant = "q4";
-    int rc;
-    std::string text[2];
-    const char *types[2] = {"f32", nullptr};
-    for (int i = 0; i < 2; i++) {
-        opt.kv_cache = types[i];
-        vlm_engine *e = nullptr;
-        ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &opt, &e), VLM_OK) << vlm_last_error();
-        text[i] = Ask(e, &rc);
-        EXPECT_EQ(rc, VLM_OK) << vlm_last_error();
-        vlm_engine_close(e);
-    }
+    opt.kv_cache = "f32";
+    const std::string text_f32 = EngineAnswer(opt);
+    opt.kv_cache = nullptr;
+    const std::string text_default = EngineAnswer(opt);
     const std::vector<int32_t> f32 = CliIds("--quant q4 --kv-cache f32"), f16 = CliIds("--quant q4 --kv-cache f16");
-    EXPECT_EQ(text[0], StreamText("tiny-mha", f32));
-    EXPECT_EQ(text[1], StreamText("tiny-mha", f16));
+    EXPECT_EQ(text_f32, StreamText("tiny-mha", f32));
+    EXPECT_EQ(text_default, StreamText("tiny-mha", f16));
     EXPECT_EQ(f16, CliIds("--quant q4"));
     EXPECT_EQ(f16, CliIds("--quant q4 --kv-cache auto"));
     ASSERT_EQ(f16.size(), 16u);

@@ -333,9 +333,11 @@ TEST(FastKernels, RowsToF16) {
   const int64_t rows = 7, width = 143;  // 1001 = 7 x 143: rows written 150 apart into a 7 x 150 buffer
   std::vector<uint16_t> fast((size_t)(rows * 150), 0xAAAA), scalar(fast);
   vlm_op_rows_to_f16(fast.data(), 150, x.data(), width, rows, width);
-  vlm_ops_set_simd(0);
-  vlm_op_rows_to_f16(scalar.data(), 150, x.data(), width, rows, width);
-  vlm_ops_set_simd(1);
+  {
+    SimdRestore restore;
+    vlm_ops_set_simd(0);
+    vlm_op_rows_to_f16(scalar.data(), 150, x.data(), width, rows, width);
+  }
   EXPECT_EQ(fast, scalar);
   for (int64_t r = 0; r < rows; r++)
     for (int64_t i = 0; i < 150; i++) {
@@ -354,9 +356,11 @@ TEST(FastKernels, RowsToF16) {
   EXPECT_EQ(fast[9], 0xfbff);
   std::vector<float> back((size_t)(rows * width)), back_scalar(back.size());
   vlm_op_rows_from_f16(back.data(), width, fast.data(), 150, rows, width);
-  vlm_ops_set_simd(0);
-  vlm_op_rows_from_f16(back_scalar.data(), width, fast.data(), 150, rows, width);
-  vlm_ops_set_simd(1);
+  {
+    SimdRestore restore;
+    vlm_ops_set_simd(0);
+    vlm_op_rows_from_f16(back_scalar.data(), width, fast.data(), 150, rows, width);
+  }
   EXPECT_TRUE(bufutil::SameBits(back, back_scalar));
   for (size_t i = 0; i < back.size(); i++) {
     const float c = std::min(65504.0f, std::max(-65504.0f, x[i]));
