@@ -240,66 +240,64 @@ void vlm_op_weight_row(const vlm_weight *W, int64_t r, float *dst)
 
 /* Norms: rows are independent, so the pool splits them (each row's arithmetic is the same
  * whichever thread runs it: the result does not depend on the thread count). */
-typedef struct {
+typedef struct norm_job norm_job;
+struct norm_job {
     float *y;
     const float *x;
     int64_t D;
     const float *gamma, *beta;
     float eps;
-} norm_job;
+    void (*row)(const norm_job *j, const float *xr, float *yr);
+};
 
-static void layernorm_rows(void *ctx, int64_t b, int64_t e)
+static void layernorm_row(const norm_job *j, const float *xr, float *yr)
 {
-    const norm_job *j = ctx;
     const int64_t D = j->D;
-    for (int64_t m = b; m < e; m++) {
-        const float *xr = j->x + m * D;
-        float *yr = j->y + m * D;
-        double mean = 0, var = 0;
-        for (int64_t i = 0; i < D; i++) mean += xr[i];
-        mean /= (double)D;
-        for (int64_t i = 0; i < D; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
-        var /= (double)D;
-        float rstd = (float)(1.0 / sqrt(var + j->eps)), mf = (float)mean;
-        for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - mf) * rstd * j->gamma[i] + (j->beta ? j->beta[i] : 0.0f);
-    }
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < D; i++) mean += xr[i];
+    mean /= (double)D;
+    for (int64_t i = 0; i < D; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+    var /= (double)D;
+    float rstd = (float)(1.0 / sqrt(var + j->eps)), mf = (float)mean;
+    for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - mf) * rstd * j->gamma[i] + (j->beta ? j->beta[i] : 0.0f);
 }
 
-static void rmsnorm_rows(void *ctx, int64_t b, int64_t e)
+static void rmsnorm_row(const norm_job *j, const float *xr, float *yr)
+{
+    const int64_t D = j->D;
+    double ss = 0;
+    for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+    float r = (float)(1.0 / sqrt(ss / (double)D + j->eps));
+    for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] * r) * j->gamma[i];
+}
+
+static void norm_rows(void *ctx, int64_t b, int64_t e)
 {
     const norm_job *j = ctx;
-    const int64_t D = j->D;
-    for (int64_t m = b; m < e; m++) {
-        const float *xr = j->x + m * D;
-        float *yr = j->y + m * D;
-        double ss = 0;
-        for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
-        float r = (float)(1.0 / sqrt(ss / (double)D + j->eps));
-        for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] * r) * j->gamma[i];
-    }
+    for (int64_t m = b; m < e; m++) j->row(j, j->x + m * j->D, j->y + m * j->D);
 }
 
 /* a few rows run where they are; more go to the pool in chunks of at least 32K values */
-static void norm_run(void (*fn)(void *, int64_t, int64_t), norm_job *j, int64_t M)
+static void norm_run(norm_job *j, int64_t M)
 {
     const int64_t grain = j->D > 0 ? (32768 + j->D - 1) / j->D : M;
     if (M <= grain) {
-        fn(j, 0, M);
+        norm_rows(j, 0, M);
         return;
     }
-    vlm_pool_for(vlm_pool_default(), M, grain, fn, j);
+    vlm_pool_for(vlm_pool_default(), M, grain, norm_rows, j);
 }
 
 void vlm_op_layernorm(float *y, const float *x, int64_t M, int64_t D, const float *gamma, const float *beta, float eps)
 {
-    norm_job j = {y, x, D, gamma, beta, eps};
-    norm_run(layernorm_rows, &j, M);
+    norm_job j = {y, x, D, gamma, beta, eps, layernorm_row};
+    norm_run(&j, M);
 }
 
 void vlm_op_rmsnorm(float *y, const float *x, int64_t M, int64_t D, const float *gamma, float eps)
 {
-    norm_job j = {y, x, D, gamma, NULL, eps};
-    norm_run(rmsnorm_rows, &j, M);
+    norm_job j = {y, x, D, gamma, NULL, eps, rmsnorm_row};
+    norm_run(&j, M);
 }
 
 void vlm_op_gelu_tanh(float *x, int64_t n)
