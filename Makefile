@@ -11,6 +11,18 @@ CXXFLAGS_BASE = -std=c++17 $(OPT) -g -Wall -Wextra -pthread -D_GNU_SOURCE -I. -I
 LIBS     = -ljpeg -lpng -lcjson -lpcre2-8 -lm -lpthread -lavformat -lavcodec -lswscale -lavutil -lcurl
 SAN      =
 
+# The version, in this one place: libvlm.so.$(VERSION) with the SONAME libvlm.so.$(VERSION_MAJOR), vlm.pc,
+# the man page and `vlm --version` all take it from here.
+VERSION       = 0.1.0
+VERSION_MAJOR = $(firstword $(subst ., ,$(VERSION)))
+SONAME        = libvlm.so.$(VERSION_MAJOR)
+# The git commit baked into core/version.o (`vlm --version`): "unknown" outside a git checkout of this tree.
+ifeq ($(origin GIT_COMMIT),undefined)
+GIT_COMMIT := $(shell if [ "$$(git -C '$(CURDIR)' rev-parse --show-toplevel 2>/dev/null)" = '$(CURDIR)' ]; then \
+  c=$$(git -C '$(CURDIR)' rev-parse --short=12 HEAD 2>/dev/null) || c=unknown; \
+  git -C '$(CURDIR)' diff --quiet HEAD -- 2>/dev/null || c="$$c-dirty"; echo "$$c"; else echo unknown; fi)
+endif
+
 LIB_DIRS  = core media vision text fusion
 LIB_SRCS  = $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 CLI_SRCS  = $(wildcard samples/*.c)
@@ -54,7 +66,7 @@ VLM_TEST_DATA ?= $(CURDIR)/tests/data
 DEB_PKGS = build-essential pkg-config libjpeg62-turbo-dev libpng-dev libcjson-dev libpcre2-dev \
            libgtest-dev zlib1g-dev clang libclang-rt-14-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libcurl4-openssl-dev
 
-.PHONY: all lib cli tests test unit-test cuda-test asan-test fuzz fuzz-smoke fuzz-lib demo deps bench install clean
+.PHONY: FORCE all lib cli tests test unit-test cuda-test asan-test fuzz fuzz-smoke fuzz-lib demo deps bench install clean
 all: lib cli
 
 lib: $(BUILD)/libvlm.a $(BUILD)/libvlm.so
@@ -69,12 +81,31 @@ $(BUILD)/obj/tests/%.o: tests/%.cc
 	$(CXX) $(CXXFLAGS_BASE) $(SAN) $(CXXFLAGS) -DVLM_TEST_DATA='"$(VLM_TEST_DATA)"' \
 	  -DVLM_BUILD_DIR='"$(abspath $(BUILD))"' -MMD -MP -c $< -o $@
 
+# tests/test_install.cc runs `make install` from the folder it was built in, with the same settings.
+$(BUILD)/obj/tests/test_install.o: CXXFLAGS += -DVLM_SOURCE_DIR='"$(CURDIR)"' -DVLM_BUILD_OPT='"$(OPT)"' \
+  -DVLM_BUILD_SAN='"$(SAN)"' -DVLM_BUILD_CUDA='"$(CUDA)"'
+
 $(BUILD)/libvlm.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libvlm.so: $(LIB_OBJS)
-	$(CC) -shared $(SAN) -o $@ $^ $(LIBS)
+# The shared library: libvlm.so.$(VERSION), SONAME libvlm.so.$(VERSION_MAJOR), exporting only vlm_* symbols
+# (vlm.map); libvlm.so.$(VERSION_MAJOR) and libvlm.so are symlinks to it.
+$(BUILD)/libvlm.so.$(VERSION): $(LIB_OBJS) vlm.map
+	$(CC) -shared $(SAN) -Wl,-soname,$(SONAME) -Wl,--version-script,vlm.map -o $@ $(LIB_OBJS) $(LIBS)
+
+$(BUILD)/libvlm.so: $(BUILD)/libvlm.so.$(VERSION)
+	ln -sf libvlm.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf libvlm.so.$(VERSION) $@
+
+# The version and commit are compiled into core/version.o, rebuilt when either changes (the stamp file is
+# rewritten only then).
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VERSION) $(GIT_COMMIT)' | cmp -s - $@ || echo '$(VERSION) $(GIT_COMMIT)' > $@
+$(BUILD)/obj/core/version.o: $(BUILD)/version.stamp
+$(BUILD)/obj/core/version.o: CFLAGS += -DVLM_VERSION='"$(VERSION)"' -DVLM_GIT_COMMIT='"$(GIT_COMMIT)"'
+FORCE:
 
 $(BUILD)/vlm: $(CLI_OBJS) $(BUILD)/libvlm.a
 	$(CC) $(SAN) -o $@ $(CLI_OBJS) $(BUILD)/libvlm.a $(LIBS)
@@ -172,9 +203,16 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/vlm $(DESTDIR)$(PREFIX)/bin/vlm
-	install -m 644 $(BUILD)/libvlm.a $(BUILD)/libvlm.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libvlm.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libvlm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libvlm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf libvlm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libvlm.so
 	install -m 644 include/vlm.h $(DESTDIR)$(PREFIX)/include/vlm.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' vlm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vlm.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(VERSION_MAJOR)|' \
+	  -e 's|@LIBS@|$(LIBS)|' vlm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vlm.pc
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	sed -e 's|@VERSION@|$(VERSION)|' vlm.1.in > $(DESTDIR)$(PREFIX)/share/man/man1/vlm.1
+	@case "$(DESTDIR)$(PREFIX)" in /usr|/usr/local) [ "$$(id -u)" != 0 ] || ! command -v ldconfig >/dev/null || ldconfig;; esac
 
 clean:
 	rm -rf build build-asan build-fuzz build-cuda

@@ -1,5 +1,7 @@
 /* vlm: ask questions about images with vision-language models. */
 #include "samples/cli.h"
+#include "core/ops.h"
+#include "core/version.h"
 
 #include <string.h>
 
@@ -16,9 +18,20 @@ static void usage(FILE *f)
           "  mkmodel     random-weight checkpoint of real shapes:  vlm mkmodel --shape tiny <out dir>\n"
           "  bench       CPU speed of a model:  vlm bench -m <model dir> [--quant q8] [--json]\n"
           "  quantize    store converted weights:  vlm quantize <model dir> <out dir> --quant q4\n"
+          "  version     version, git commit, build options and the SIMD level in use (also --version)\n"
           "\n"
           "`vlm <command> --help` shows a command's options.\n",
           f);
+}
+
+/* The version, the commit it was built from, the build options and the kernels this CPU gets. */
+static int print_version(void)
+{
+    printf("vlm %s\n", vlm_version());
+    printf("commit: %s\n", vlm_build_commit());
+    printf("build: %s\n", vlm_build_options());
+    printf("simd: %s (detected at run time)\n", vlm_ops_simd());
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -36,6 +49,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "bench")) return vlm_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "media")) return vlm_cmd_media(argc - 1, argv + 1);
     if (!strcmp(cmd, "quantize")) return vlm_cmd_quantize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "-V")) return print_version();
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
