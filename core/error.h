@@ -8,16 +8,8 @@
 extern "C" {
 #endif
 
-enum {
-    VLM_OK = 0,
-    VLM_ERR_INVALID = -1,   /* bad argument or bad user input */
-    VLM_ERR_IO = -2,        /* file missing, unreadable, short read */
-    VLM_ERR_FORMAT = -3,    /* malformed or corrupt data */
-    VLM_ERR_NOMEM = -4,     /* allocation failed */
-    VLM_ERR_LIMIT = -5,     /* input exceeds a configured limit */
-    VLM_ERR_MISMATCH = -6,  /* checkpoint / config disagree */
-    VLM_ERR_UNSUPPORTED = -7,
-};
+#include "vlm_status.h" /* the codes (include/, public) */
+
 
 /* Formats a message into the calling thread's error buffer and returns code. */
 int vlm_errorf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

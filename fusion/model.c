@@ -200,62 +200,90 @@ int vlm_model_build_request(const vlm_model *m, const vlm_chat_message *msgs, in
     return VLM_OK;
 }
 
-int vlm_model_embed(const vlm_model *m, const vlm_request *r, float *embeds, vlm_vision_trace *trace)
+int32_t vlm_model_image_id(const vlm_model *m) { return m->image_id; }
+
+int64_t vlm_model_image_tokens(const vlm_model *m, const vlm_image_tiles *it)
 {
-    const int64_t H = m->cfg.lm.hidden_size, T = r->n_ids;
+    return vlm_image_embed_count(image_side(m), it->nw, it->nh);
+}
+
+int vlm_model_image_embeds(const vlm_model *m, const vlm_image_tiles *it, float *block, float *vision_output,
+                           float *projector_output)
+{
+    const int64_t H = m->cfg.lm.hidden_size, n_tiles = it->n_tiles;
     const int G = vlm_vision_grid(&m->cfg.vision), side = image_side(m), S = m->cfg.vision.image_size;
-    const int64_t C = m->cfg.vision.width, n_tiles = vlm_request_tiles(r);
-    int rc = vlm_lm_embed(m->lm, r->ids, T, embeds);
-    if (rc) return rc;
-    /* every image-token position must be covered exactly by the images' blocks */
-    int64_t expected = 0, found = 0;
-    for (int i = 0; i < r->n_images; i++) expected += vlm_image_embed_count(side, r->images[i].nw, r->images[i].nh);
-    for (int64_t t = 0; t < T; t++) found += r->ids[t] == m->image_id;
-    if (expected != found)
-        return vlm_errorf(VLM_ERR_INVALID, "the prompt has %lld image-token positions but its %d image(s) need %lld",
-                          (long long)found, r->n_images, (long long)expected);
-    if (n_tiles == 0) return VLM_OK;
+    const int64_t C = m->cfg.vision.width;
     float *pixels = malloc((size_t)n_tiles * 3 * S * S * sizeof(float));
-    float *vis = trace && trace->vision_output ? trace->vision_output : malloc((size_t)n_tiles * G * G * C * sizeof(float));
-    float *proj = trace && trace->projector_output ? trace->projector_output
-                                                   : malloc((size_t)n_tiles * side * side * H * sizeof(float));
-    float *block = NULL;
+    float *vis = vision_output ? vision_output : malloc((size_t)n_tiles * G * G * C * sizeof(float));
+    float *proj = projector_output ? projector_output : malloc((size_t)n_tiles * side * side * H * sizeof(float));
+    int rc = VLM_OK;
     if (!pixels || !vis || !proj) {
         rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory for %lld image tiles", (long long)n_tiles);
         goto done;
     }
-    int64_t off = 0;
-    for (int i = 0; i < r->n_images; i++) {
-        vlm_tiles_normalize(&m->pre, r->images[i].tiles, (size_t)r->images[i].n_tiles, pixels + off * 3 * S * S);
-        off += r->images[i].n_tiles;
-    }
+    vlm_tiles_normalize(&m->pre, it->tiles, (size_t)n_tiles, pixels);
     if ((rc = vlm_siglip_forward(m->vit, pixels, (int)n_tiles, vis))) goto done;
     if ((rc = vlm_projector_forward(m->proj, vis, (int)n_tiles, G, proj))) goto done;
-    /* write each image's block, in order, over the runs of image tokens */
+    vlm_image_embeds_assemble(proj, side, it->nw, it->nh, m->image_newline, m->view_separator, H, block);
+done:
+    free(pixels);
+    if (!vision_output) free(vis);
+    if (!projector_output) free(proj);
+    return rc;
+}
+
+int64_t vlm_model_place_image(const vlm_model *m, const int32_t *ids, int64_t n_ids, int64_t pos, const float *block,
+                              int64_t count, float *embeds)
+{
+    const int64_t H = m->cfg.lm.hidden_size;
+    for (int64_t k = 0; k < count; k++) {
+        while (pos < n_ids && ids[pos] != m->image_id) pos++;
+        if (pos == n_ids) return -1;
+        memcpy(embeds + pos * H, block + k * H, (size_t)H * sizeof(float));
+        pos++;
+    }
+    return pos;
+}
+
+int vlm_model_check_image_tokens(const vlm_model *m, const vlm_request *r)
+{
+    int64_t expected = 0, found = 0;
+    for (int i = 0; i < r->n_images; i++) expected += vlm_model_image_tokens(m, &r->images[i]);
+    for (int64_t t = 0; t < r->n_ids; t++) found += r->ids[t] == m->image_id;
+    if (expected != found)
+        return vlm_errorf(VLM_ERR_INVALID, "the prompt has %lld image-token positions but its %d image(s) need %lld",
+                          (long long)found, r->n_images, (long long)expected);
+    return VLM_OK;
+}
+
+int vlm_model_embed(const vlm_model *m, const vlm_request *r, float *embeds, vlm_vision_trace *trace)
+{
+    const int64_t H = m->cfg.lm.hidden_size;
+    const int G = vlm_vision_grid(&m->cfg.vision), side = image_side(m);
+    const int64_t C = m->cfg.vision.width;
+    int rc = vlm_lm_embed(m->lm, r->ids, r->n_ids, embeds);
+    /* every image-token position must be covered exactly by the images' blocks */
+    if (rc == VLM_OK) rc = vlm_model_check_image_tokens(m, r);
+    float *block = NULL;
     int64_t pos = 0, tile = 0;
-    for (int i = 0; i < r->n_images; i++) {
+    /* each image through the ViT and the projector, its block written over its run of image tokens */
+    for (int i = 0; i < r->n_images && rc == VLM_OK; i++) {
         const vlm_image_tiles *it = &r->images[i];
-        int64_t cnt = vlm_image_embed_count(side, it->nw, it->nh);
+        const int64_t cnt = vlm_model_image_tokens(m, it);
         float *nb = realloc(block, (size_t)cnt * H * sizeof(float));
         if (!nb) {
             rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
-            goto done;
+            break;
         }
         block = nb;
-        vlm_image_embeds_assemble(proj + tile * side * side * H, side, it->nw, it->nh, m->image_newline, m->view_separator, H,
-                                  block);
+        rc = vlm_model_image_embeds(m, it, block,
+                                    trace && trace->vision_output ? trace->vision_output + tile * G * G * C : NULL,
+                                    trace && trace->projector_output ? trace->projector_output + tile * side * side * H
+                                                                     : NULL);
+        if (rc == VLM_OK) pos = vlm_model_place_image(m, r->ids, r->n_ids, pos, block, cnt, embeds);
         tile += it->n_tiles;
-        for (int64_t k = 0; k < cnt; k++) {
-            while (r->ids[pos] != m->image_id) pos++;
-            memcpy(embeds + pos * H, block + k * H, (size_t)H * sizeof(float));
-            pos++;
-        }
     }
-done:
     free(block);
-    free(pixels);
-    if (!(trace && trace->vision_output)) free(vis);
-    if (!(trace && trace->projector_output)) free(proj);
     return rc;
 }
 

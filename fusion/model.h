@@ -84,6 +84,22 @@ int vlm_model_build_request(const vlm_model *m, const vlm_chat_message *msgs, in
                             int n_images, vlm_request *out);
 int64_t vlm_request_tiles(const vlm_request *r);
 
+/* The <image> token id (-1 without a tokenizer). */
+int32_t vlm_model_image_id(const vlm_model *m);
+/* Image tokens of one preprocessed image. */
+int64_t vlm_model_image_tokens(const vlm_model *m, const vlm_image_tiles *it);
+/* The image-token embeddings of one preprocessed image (ViT, projector, the official layout with the
+ * newline and view-separator rows): block [vlm_model_image_tokens, H]. vision_output / projector_output:
+ * NULL or where to keep the stages ([tiles, grid*grid, width] / [tiles, side*side, H]). */
+int vlm_model_image_embeds(const vlm_model *m, const vlm_image_tiles *it, float *block, float *vision_output,
+                           float *projector_output);
+/* Writes block's count rows over the next count image-token positions of ids at or after pos
+ * (embeds [n_ids, H]); returns the position after the last one, or -1 if the ids run out. */
+int64_t vlm_model_place_image(const vlm_model *m, const int32_t *ids, int64_t n_ids, int64_t pos, const float *block,
+                              int64_t count, float *embeds);
+/* The request's image-token positions match its images' token counts (else VLM_ERR_INVALID). */
+int vlm_model_check_image_tokens(const vlm_model *m, const vlm_request *r);
+
 typedef struct {
     float *vision_output;    /* NULL or [tiles, grid*grid, vision width] */
     float *projector_output; /* NULL or [tiles, side*side, hidden] */

@@ -21,6 +21,8 @@ int cli_fail(const char *cmd);
 /* Parses a whole decimal integer/float option value; prints an error and returns -1 if invalid. */
 int cli_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out);
 int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
+/* Monotonic clock in milliseconds. */
+double cli_now_ms(void);
 /* --int8-act auto|on|off: sets vlm_ops_set_int8_activations; prints an error and returns -1 if invalid. */
 int cli_int8_act(const char *cmd, const char *s);
 /* The current setting as the option spells it. */

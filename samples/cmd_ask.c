@@ -6,16 +6,19 @@
  * given so far, and runs it from scratch: the KV cache is recomputed per turn.
  * Answers go to stdout; prompts and notices go to stderr, and only when stdin
  * is a terminal, so a pipe gets exactly the answers. */
+#include "vlm.h"
+
 #include "core/error.h"
-#include "fusion/model.h"
 #include "media/draw.h"
 #include "media/image_write.h"
 #include "samples/cli.h"
-#include "text/detok_stream.h"
+#include "text/decoder.h"
+#include "text/chat_template.h"
 #include "text/grounding.h"
-#include "text/stop_text.h"
 
 #include <cjson/cJSON.h>
+#include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,7 +34,7 @@ typedef struct {
     int n_stops;
     long long max_tokens, threads, max_pixels, context, top_k, seed;
     double temperature, top_p, rep_penalty;
-    int json, ignore_eos;
+    int json, ignore_eos, verbose;
     vlm_kv_type kv_cache;
 } ask_args;
 
@@ -57,6 +60,8 @@ static void usage(FILE *f)
           "  --ignore-eos             keep generating after the end-of-sentence token\n"
           "  --ids 0,9,...            use these prompt token ids instead of the question and chat template\n"
           "                           (a question given too is ignored)\n"
+          "  -v, --verbose            timings on stderr after each answer (load, vision, prefill, first token,\n"
+          "                           decode tok/s)\n"
           "  --json                   print {\"text\", \"token_ids\", \"stop_reason\", \"timings\", \"boxes\"} instead\n"
           "                           of streaming text (one line per answer in a chat)\n"
           "  --draw OUT.png           write the image the answer's grounding boxes refer to (the last one\n"
@@ -91,6 +96,7 @@ static int parse_args(int argc, char **argv, ask_args *a)
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) { usage(stdout); return 1; }
         if (!strcmp(o, "--json")) { a->json = 1; continue; }
         if (!strcmp(o, "--ignore-eos")) { a->ignore_eos = 1; continue; }
+        if (!strcmp(o, "-v") || !strcmp(o, "--verbose")) { a->verbose = 1; continue; }
         if (o[0] != '-' || !strcmp(o, "-")) {
             if (a->question) { fprintf(stderr, "vlm ask: more than one question given ('%s'); quote the question\n", o); return 2; }
             a->question = o;
@@ -161,14 +167,22 @@ static int parse_ids(const char *s, int32_t **ids, int64_t *n)
 
 /* ---------------------------------------------------------------- the session */
 
+/* Ctrl-C: during an answer it stops that answer; at the prompt it leaves. */
+static volatile sig_atomic_t g_interrupted;
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+}
+
 typedef struct {
     const ask_args *a;
-    vlm_model *m;
-    const vlm_tokenizer *tok; /* NULL: the folder has no tokenizer.json */
-    vlm_detok_stream *ds;     /* prints special tokens: stop strings see them; st hides them */
-    vlm_stop_text *st;
-    /* the conversation: user and assistant messages alternating */
+    vlm_engine *e;
+    double load_ms;
+    /* the conversation: user and assistant messages alternating; user message i has n_msg_images[i]
+     * images, the next ones of images[] in order */
     char **msgs;
+    int *n_msg_images;
     int n_msgs, cap_msgs;
     vlm_image images[MAX_IMAGES];
     int n_images, n_pending; /* the last n_pending images go with the next question */
@@ -187,9 +201,8 @@ static void session_free(session *s)
 {
     session_reset(s);
     free(s->msgs);
-    vlm_detok_stream_free(s->ds);
-    vlm_stop_text_free(s->st);
-    vlm_model_free(s->m);
+    free(s->n_msg_images);
+    vlm_engine_close(s->e);
 }
 
 static int add_image(session *s, const char *path)
@@ -204,56 +217,65 @@ static int add_image(session *s, const char *path)
     return VLM_OK;
 }
 
-static int push_msg(session *s, const char *text)
+static int push_msg(session *s, const char *text, int n_images)
 {
     if (s->n_msgs == s->cap_msgs) {
         int cap = s->cap_msgs ? s->cap_msgs * 2 : 8;
         char **p = realloc(s->msgs, (size_t)cap * sizeof *p);
-        if (!p) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
-        s->msgs = p;
+        if (p) s->msgs = p;
+        int *q = realloc(s->n_msg_images, (size_t)cap * sizeof *q);
+        if (q) s->n_msg_images = q;
+        if (!p || !q) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
         s->cap_msgs = cap;
     }
     if (!(s->msgs[s->n_msgs] = strdup(text))) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
-    s->n_msgs++;
+    s->n_msg_images[s->n_msgs++] = n_images;
     return VLM_OK;
 }
 
-static void show(session *s, const char *text, size_t len)
-{
-    if (!len || s->a->json) return;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    s->printed = 1;
-}
-
-/* Text of one more piece: through the stop strings, then (visible parts) to stdout. */
-static int feed(session *s, const char *text, size_t len, int visible)
-{
-    const char *out;
-    size_t n;
-    int r = vlm_stop_text_push(s->st, text, len, visible, &out, &n);
-    show(s, out, n);
-    return r;
-}
-
-static int on_token(void *user, int32_t id)
+/* Streamed answer text (engine thread): straight to stdout. */
+static int on_text(void *user, const char *text, size_t len)
 {
     session *s = user;
-    if (!s->tok) return 0;
-    const vlm_special_ids *sp = vlm_tokenizer_special(s->tok);
-    if (id == sp->eos && !s->a->ignore_eos) return 0; /* the end, not part of the answer */
-    const char *piece;
-    size_t len;
-    int special = vlm_tokenizer_is_special(s->tok, id);
-    if (special && vlm_detok_stream_flush(s->ds, &piece, &len) == VLM_OK && len && feed(s, piece, len, 1)) return 1;
-    if (vlm_detok_stream_push(s->ds, id, &piece, &len) != VLM_OK || !len) return 0;
-    return feed(s, piece, len, !special) != 0; /* 1: a stop string, stop; <0: out of memory, stop too */
+    if (len && !s->a->json) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+        s->printed = 1;
+    }
+    return 0;
 }
 
-static const char *stop_reason(vlm_stop_reason r)
+static void fill_options(session *s, vlm_request_options *ro)
 {
-    static const char *reasons[] = {"length", "eos", "stop_string", "context"};
-    return (unsigned)r < 4 ? reasons[r] : "unknown";
+    const ask_args *a = s->a;
+    vlm_request_options_default(ro);
+    ro->gen.max_new_tokens = (int)a->max_tokens;
+    ro->gen.temperature = (float)a->temperature;
+    ro->gen.top_k = (int)a->top_k;
+    ro->gen.top_p = (float)a->top_p;
+    ro->gen.repetition_penalty = (float)a->rep_penalty;
+    ro->gen.seed = (uint64_t)a->seed;
+    ro->gen.ignore_eos = a->ignore_eos;
+    ro->gen.max_pixels = a->max_pixels;
+    ro->gen.stop = a->stops;
+    ro->gen.n_stop = a->n_stops;
+    ro->gen.on_text = on_text;
+    ro->gen.user = s;
+}
+
+/* Waits for the answer; Ctrl-C cancels it. */
+static const vlm_result *wait_answer(vlm_job *j)
+{
+    const vlm_result *r = NULL;
+    while (!vlm_job_poll(j, &r)) {
+        if (g_interrupted) {
+            vlm_job_cancel(j);
+            vlm_job_wait(j, &r);
+            break;
+        }
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    return r;
 }
 
 /* The boxes of the answer as JSON; grid coordinates always, pixels when an image exists. */
@@ -279,30 +301,51 @@ static cJSON *boxes_json(const vlm_grounding *g, const vlm_image *img, int img_i
     return arr;
 }
 
-static void print_json(const session *s, const vlm_generation *g, const char *text, const vlm_grounding *gr,
+static void add_timings(cJSON *t, const session *s, const vlm_result *r)
+{
+    cJSON_AddNumberToObject(t, "load_ms", s->load_ms);
+    cJSON_AddNumberToObject(t, "queue_ms", r->queue_ms);
+    cJSON_AddNumberToObject(t, "vision_ms", r->vision_ms);
+    cJSON_AddNumberToObject(t, "prefill_ms", r->prefill_ms);
+    cJSON_AddNumberToObject(t, "ttft_ms", r->ttft_ms);
+    cJSON_AddNumberToObject(t, "decode_ms", r->decode_ms);
+    cJSON_AddNumberToObject(t, "prompt_tokens", (double)r->prompt_tokens);
+    cJSON_AddNumberToObject(t, "image_tokens", (double)r->image_tokens);
+    cJSON_AddNumberToObject(t, "cached_tokens", (double)r->cached_tokens);
+    cJSON_AddNumberToObject(t, "generated_tokens", (double)r->n_token_ids);
+    if (r->prefill_ms > 0)
+        cJSON_AddNumberToObject(t, "prefill_tok_s", (r->prompt_tokens - r->cached_tokens) / (r->prefill_ms / 1e3));
+    if (r->n_token_ids > 1 && r->decode_ms > 0)
+        cJSON_AddNumberToObject(t, "decode_tok_s", (r->n_token_ids - 1) / (r->decode_ms / 1e3));
+}
+
+static void print_json(const session *s, const vlm_result *r, int has_text, const vlm_grounding *gr,
                        const vlm_image *img, int img_index)
 {
     cJSON *root = cJSON_CreateObject();
-    if (s->tok) cJSON_AddStringToObject(root, "text", text);
+    if (has_text) cJSON_AddStringToObject(root, "text", r->text);
     else cJSON_AddNullToObject(root, "text");
     cJSON *ids = cJSON_AddArrayToObject(root, "token_ids");
-    for (int64_t i = 0; i < g->n_ids; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(g->ids[i]));
-    cJSON_AddStringToObject(root, "stop_reason", stop_reason(g->stop));
-    cJSON *t = cJSON_AddObjectToObject(root, "timings");
-    cJSON_AddNumberToObject(t, "vision_ms", g->vision_ms);
-    cJSON_AddNumberToObject(t, "prefill_ms", g->prefill_ms);
-    cJSON_AddNumberToObject(t, "decode_ms", g->decode_ms);
-    cJSON_AddNumberToObject(t, "prompt_tokens", (double)g->prompt_tokens);
-    cJSON_AddNumberToObject(t, "image_tokens", (double)g->image_tokens);
-    cJSON_AddNumberToObject(t, "generated_tokens", (double)g->n_ids);
-    if (g->prefill_ms > 0) cJSON_AddNumberToObject(t, "prefill_tok_s", g->prompt_tokens / (g->prefill_ms / 1e3));
-    if (g->n_ids > 1 && g->decode_ms > 0) cJSON_AddNumberToObject(t, "decode_tok_s", (g->n_ids - 1) / (g->decode_ms / 1e3));
+    for (int64_t i = 0; i < r->n_token_ids; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->token_ids[i]));
+    cJSON_AddStringToObject(root, "stop_reason", r->stop_detail ? r->stop_detail : "");
+    add_timings(cJSON_AddObjectToObject(root, "timings"), s, r);
     cJSON_AddItemToObject(root, "boxes", boxes_json(gr, img, img_index));
     char *out = cJSON_PrintUnformatted(root);
     if (out) puts(out);
     fflush(stdout);
     free(out);
     cJSON_Delete(root);
+}
+
+/* -v: the same timings on stderr. */
+static void print_timings(const session *s, const vlm_result *r)
+{
+    fprintf(stderr, "vlm ask: load %.0f ms, vision %.0f ms, prefill %.0f ms (%lld tokens, %lld cached), first token %.0f ms",
+            s->load_ms, r->vision_ms, r->prefill_ms, (long long)r->prompt_tokens, (long long)r->cached_tokens, r->ttft_ms);
+    if (r->n_token_ids > 1 && r->decode_ms > 0)
+        fprintf(stderr, ", decode %.1f tok/s (%lld tokens)", (r->n_token_ids - 1) / (r->decode_ms / 1e3),
+                (long long)r->n_token_ids);
+    fputc('\n', stderr);
 }
 
 /* --draw: the image with the boxes on a copy, written as PNG. */
@@ -324,57 +367,64 @@ static int draw_boxes(const char *path, const vlm_image *img, int img_index, con
     return VLM_OK;
 }
 
-/* Generates the answer to req, streams or prints it, and gives back the
- * answer's full text (special tokens kept) for the conversation history. */
-static int answer(session *s, const vlm_request *req, char **full_text)
+/* Runs one request through the engine (msgs, or --ids), streams or prints the answer, and gives
+ * back the answer's full text (special tokens kept) for the conversation history. */
+static int answer(session *s, const vlm_message *msgs, int n_msgs, const int32_t *ids, int64_t n_ids, char **full_text)
 {
     const ask_args *a = s->a;
-    vlm_generation gen = {0};
-    vlm_grounding gr = {0};
-    int rc;
+    const int has_tok = !a->ids_text || vlm_engine_has_tokenizer(s->e);
+    vlm_request_options ro;
+    fill_options(s, &ro);
+    vlm_image_input *inputs = NULL;
+    if (ids) { /* every image of the session goes to the prompt's image-token runs */
+        inputs = calloc((size_t)s->n_images + 1, sizeof *inputs);
+        if (!inputs) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < s->n_images; i++)
+            inputs[i] = (vlm_image_input){.rgb = s->images[i].rgb, .width = s->images[i].width, .height = s->images[i].height};
+        ro.prompt_ids = ids;
+        ro.n_prompt_ids = n_ids;
+        ro.prompt_images = inputs;
+        ro.n_prompt_images = s->n_images;
+    }
     if (full_text) *full_text = NULL;
     s->printed = 0;
-    vlm_stop_text_reset(s->st);
-    if (s->ds) vlm_detok_stream_reset(s->ds);
-    vlm_generate_options go = {
-        .max_new_tokens = (int)a->max_tokens,
-        .sampler = {.temperature = (float)a->temperature, .top_k = (int)a->top_k, .top_p = (float)a->top_p,
-                    .repetition_penalty = (float)a->rep_penalty, .seed = (uint64_t)a->seed},
-        .ignore_eos = a->ignore_eos, .on_token = on_token, .user = s,
-    };
-    rc = vlm_model_generate(s->m, req, &go, &gen);
-    if (rc) goto done;
-    if (!s->tok) { /* no tokenizer: ids only */
-        if (a->json) print_json(s, &gen, NULL, &gr, NULL, 0);
+    g_interrupted = 0;
+    vlm_job *j = NULL;
+    vlm_grounding gr = {0};
+    int rc = vlm_engine_submit(s->e, msgs, n_msgs, &ro, &j);
+    free(inputs);
+    if (rc) return rc;
+    const vlm_result *r = wait_answer(j);
+    if (r->finish == VLM_FINISH_ERROR) {
+        rc = vlm_errorf(r->error_code, "%s", r->error);
+        goto done;
+    }
+    if (!has_tok) { /* no tokenizer: ids only */
+        if (a->json) print_json(s, r, 0, &gr, NULL, 0);
         else {
-            for (int64_t i = 0; i < gen.n_ids; i++) printf(i ? " %d" : "%d", gen.ids[i]);
+            for (int64_t i = 0; i < r->n_token_ids; i++) printf(i ? " %d" : "%d", r->token_ids[i]);
             putchar('\n');
         }
         goto done;
     }
-    const char *piece;
-    size_t len;
-    if (!vlm_stop_text_stopped(s->st) && vlm_detok_stream_flush(s->ds, &piece, &len) == VLM_OK && len && feed(s, piece, len, 1) < 0) {
-        rc = VLM_ERR_NOMEM;
-        goto done;
-    }
-    vlm_stop_text_finish(s->st, &piece, &len);
-    show(s, piece, len);
     if (!a->json) {
         putchar('\n');
         fflush(stdout);
         s->printed = 0;
     }
-    size_t full_len;
-    const char *full = vlm_stop_text_get(s->st, 0, &full_len);
-    if ((rc = vlm_grounding_parse(full, full_len, &gr))) goto done;
+    if (r->finish == VLM_FINISH_CANCELLED) {
+        rc = vlm_errorf(VLM_ERR_INVALID, "interrupted: the answer was stopped (not kept in the conversation)");
+        goto done;
+    }
+    if (a->verbose) print_timings(s, r);
+    if ((rc = vlm_grounding_parse(r->full_text, strlen(r->full_text), &gr))) goto done;
     /* the boxes refer to the last image given, as in the official demo */
     const vlm_image *img = s->n_images ? &s->images[s->n_images - 1] : NULL;
-    if (full_text && !(*full_text = strdup(full))) {
+    if (full_text && !(*full_text = strdup(r->full_text))) {
         rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if (a->json) print_json(s, &gen, vlm_stop_text_get(s->st, 1, NULL), &gr, img, s->n_images - 1);
+    if (a->json) print_json(s, r, 1, &gr, img, s->n_images - 1);
     if (a->draw_path) {
         if (!img) rc = vlm_errorf(VLM_ERR_INVALID, "--draw: the conversation has no image to draw on");
         else rc = draw_boxes(a->draw_path, img, s->n_images - 1, &gr);
@@ -389,35 +439,38 @@ done:
         *full_text = NULL;
     }
     vlm_grounding_free(&gr);
-    vlm_generation_free(&gen);
+    vlm_job_free(j);
     return rc;
 }
 
-/* One question in the conversation: template, generate, remember both sides. */
+/* One question in the conversation: the whole conversation to the engine, both sides remembered. */
 static int ask_turn(session *s, const char *question)
 {
     char *user = vlm_chat_place_images(question, s->n_pending), *reply = NULL;
-    int n = 0, rc;
-    vlm_chat_message *msgs = malloc(((size_t)s->n_msgs + 3) * sizeof *msgs);
-    vlm_request req = {0};
-    if (!user || !msgs) {
+    int n = 0, rc, img = 0;
+    vlm_message *msgs = malloc(((size_t)s->n_msgs + 2) * sizeof *msgs);
+    vlm_image_input *inputs = calloc((size_t)s->n_images + 1, sizeof *inputs);
+    if (!user || !msgs || !inputs) {
         rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if (s->a->system) msgs[n++] = (vlm_chat_message){"system", s->a->system};
-    for (int i = 0; i < s->n_msgs; i++) msgs[n++] = (vlm_chat_message){i % 2 ? "assistant" : "user", s->msgs[i]};
-    msgs[n++] = (vlm_chat_message){"user", user};
-    msgs[n++] = (vlm_chat_message){"assistant", ""};
-    if ((rc = vlm_model_build_request(s->m, msgs, n, s->images, s->n_images, &req))) goto done;
-    if ((rc = answer(s, &req, &reply))) goto done;
-    if ((rc = push_msg(s, user))) goto done;
-    if ((rc = push_msg(s, reply))) {
+    for (int i = 0; i < s->n_images; i++)
+        inputs[i] = (vlm_image_input){.rgb = s->images[i].rgb, .width = s->images[i].width, .height = s->images[i].height};
+    if (s->a->system) msgs[n++] = (vlm_message){"system", s->a->system, NULL, 0};
+    for (int i = 0; i < s->n_msgs; i++) {
+        msgs[n++] = (vlm_message){i % 2 ? "assistant" : "user", s->msgs[i], inputs + img, s->n_msg_images[i]};
+        img += s->n_msg_images[i];
+    }
+    msgs[n++] = (vlm_message){"user", user, inputs + img, s->n_pending};
+    if ((rc = answer(s, msgs, n, NULL, 0, &reply))) goto done;
+    if ((rc = push_msg(s, user, s->n_pending))) goto done;
+    if ((rc = push_msg(s, reply, 0))) {
         free(s->msgs[--s->n_msgs]);
         goto done;
     }
     s->n_pending = 0;
 done:
-    vlm_request_free(&req);
+    free(inputs);
     free(msgs);
     free(user);
     free(reply);
@@ -448,7 +501,11 @@ static int chat_loop(session *s)
             fputs(s->n_pending ? "(+image) > " : "> ", stderr);
             fflush(stderr);
         }
-        if (getline(&buf, &cap, stdin) < 0) break;
+        g_interrupted = 0;
+        if (getline(&buf, &cap, stdin) < 0) { /* Ctrl-D, end of input, or Ctrl-C at the prompt */
+            if (tty) fputc('\n', stderr);
+            break;
+        }
         char *line = trim(buf);
         if (!*line) continue;
         int rc = VLM_OK;
@@ -477,6 +534,11 @@ static int chat_loop(session *s)
             }
         } else {
             rc = ask_turn(s, line);
+            if (g_interrupted) { /* the answer was stopped: back to the prompt */
+                vlm_clear_error();
+                if (tty) fputs("(stopped; Ctrl-C again or Ctrl-D leaves)\n", stderr);
+                continue;
+            }
         }
         if (rc) {
             cli_fail("ask");
@@ -497,23 +559,24 @@ int vlm_cmd_ask(int argc, char **argv)
 
     int rc = 1;
     session s = {.a = &a};
-    vlm_request req = {0};
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
     /* decode the images first: a bad image fails fast, before the model loads */
     for (int i = 0; i < a.n_images; i++)
         if (add_image(&s, a.images[i])) goto fail;
-    vlm_model_options mo = {.n_threads = (int)a.threads, .max_context = a.context, .device = a.device,
-                            .kv_cache = a.kv_cache};
-    if (a.quant ? vlm_quant_options_parse(a.quant, &mo.quant) : vlm_quant_options_default(a.model_dir, &mo.quant))
-        goto fail;
-    if (vlm_model_load(a.model_dir, &mo, &s.m)) goto fail;
-    if (vlm_model_device_note(s.m)) fprintf(stderr, "vlm ask: %s\n", vlm_model_device_note(s.m));
-    s.tok = vlm_model_tokenizer(s.m);
-    if (vlm_stop_text_new(a.stops, a.n_stops, &s.st)) goto fail;
-    if (s.tok && vlm_detok_stream_new(s.tok, 1, &s.ds)) goto fail;
+    if (a.ids_text && parse_ids(a.ids_text, &ids, &n_ids)) goto fail;
+    vlm_engine_options eo = {.n_threads = (int)a.threads, .max_context = a.context, .device = a.device,
+                             .quant = a.quant, .kv_cache = vlm_kv_type_name(a.kv_cache), .max_running = 1};
+    const double t0 = cli_now_ms();
+    if (vlm_engine_open(a.model_dir, &eo, &s.e)) goto fail;
+    s.load_ms = cli_now_ms() - t0;
+    if (vlm_engine_device_note(s.e)) fprintf(stderr, "vlm ask: %s\n", vlm_engine_device_note(s.e));
+    /* Ctrl-C stops the answer under way (in a chat: back to the prompt, where it leaves) */
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
     if (a.ids_text) {
-        if (vlm_model_prepare_images(s.m, s.images, s.n_images, &req) || parse_ids(a.ids_text, &req.ids, &req.n_ids) ||
-            answer(&s, &req, NULL))
-            goto fail;
+        if (answer(&s, NULL, 0, ids, n_ids, NULL)) goto fail;
         rc = 0;
     } else if (a.question) {
         if (ask_turn(&s, a.question)) goto fail;
@@ -525,7 +588,7 @@ int vlm_cmd_ask(int argc, char **argv)
 fail:
     rc = cli_fail("ask");
 done:
-    vlm_request_free(&req);
+    free(ids);
     session_free(&s);
     return rc;
 }

@@ -34,8 +34,8 @@ static int alloc_bufs(const vlm_backend *be, int n, float **p[], const int64_t c
     return rc;
 }
 
-static int absorbed(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *d, const vlm_kv_cache *c, int l,
-                    const vlm_lm_step *s, const float *q, float *o)
+static int absorbed(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *d, int l, const vlm_lm_step *s,
+                    const float *q, float *o)
 {
     const int64_t T = s->T;
     const int nh = d->nh, r = d->r, nope = d->nope, rope = d->rope, row = d->row, qhd = d->qhd, vd = d->vd;
@@ -57,14 +57,19 @@ static int absorbed(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *
         }
         if (rc == VLM_OK) rc = be->copy_rows(be, dst + r, (int64_t)nh * row, q + (int64_t)h * qhd + nope, (int64_t)nh * qhd, T, rope);
     }
-    const void *kv = vlm_kv_rows(c, l, 0);
-    vlm_attention_params p = {
-        .n_q = T, .n_kv = s->pos0 + T, .n_heads = nh, .n_kv_heads = 1, .qk_dim = row, .v_dim = r,
-        .q_stride = (int64_t)nh * row, .k_stride = row, .v_stride = row, .o_stride = (int64_t)nh * r,
-        .causal = 1, .q_pos0 = s->pos0, .scale = (float)pow((double)qhd, -0.5), .kv_f16 = c->f16,
-    };
-    /* converted weights: the fast attention kernels too */
-    if (rc == VLM_OK) rc = be->attention(be, &p, qabs, kv, kv, olat, a->o.quant != VLM_WQ_NONE);
+    /* one multi-query attention per sequence over its own cache */
+    for (int i = 0; i < s->n && rc == VLM_OK; i++) {
+        const vlm_lm_part *pt = &s->parts[i];
+        const void *kv = vlm_kv_rows(pt->c, l, 0);
+        vlm_attention_params p = {
+            .n_q = pt->T, .n_kv = pt->pos0 + pt->T, .n_heads = nh, .n_kv_heads = 1, .qk_dim = row, .v_dim = r,
+            .q_stride = (int64_t)nh * row, .k_stride = row, .v_stride = row, .o_stride = (int64_t)nh * r,
+            .causal = 1, .q_pos0 = pt->pos0, .scale = (float)pow((double)qhd, -0.5), .kv_f16 = pt->c->f16,
+        };
+        /* converted weights: the fast attention kernels too */
+        rc = be->attention(be, &p, qabs + pt->row0 * nh * row, kv, kv, olat + pt->row0 * nh * r,
+                           a->o.quant != VLM_WQ_NONE);
+    }
     for (int h = 0; rc == VLM_OK && h < nh; h++) {
         rc = be->copy_rows(be, gin, r, olat + (int64_t)h * r, (int64_t)nh * r, T, r);
         vlm_weight uv = vlm_weight_rows(&a->kv_b, (int64_t)h * (nope + vd) + nope, vd);
@@ -78,10 +83,12 @@ static int absorbed(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *
     return rc;
 }
 
-static int expanded(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *d, const vlm_kv_cache *c, int l,
-                    const vlm_lm_step *s, const float *q, float *o)
+/* One sequence (part pt) of the step; q and o are that sequence's rows. */
+static int expanded(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *d, int l, const vlm_lm_part *pt,
+                    const float *q, float *o)
 {
-    const int64_t n = s->pos0 + s->T;
+    const vlm_kv_cache *c = pt->c;
+    const int64_t n = pt->pos0 + pt->T;
     const int nh = d->nh, r = d->r, nope = d->nope, rope = d->rope, row = d->row, qhd = d->qhd, vd = d->vd;
     const int64_t kvw = (int64_t)nh * (nope + vd);
     float *lat, *kvb, *K, *V;
@@ -100,9 +107,9 @@ static int expanded(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *
                     : be->copy_rows(be, dst, (int64_t)nh * qhd, (const float *)cache + r, row, n, rope);
     }
     vlm_attention_params p = {
-        .n_q = s->T, .n_kv = n, .n_heads = nh, .n_kv_heads = nh, .qk_dim = qhd, .v_dim = vd,
+        .n_q = pt->T, .n_kv = n, .n_heads = nh, .n_kv_heads = nh, .qk_dim = qhd, .v_dim = vd,
         .q_stride = (int64_t)nh * qhd, .k_stride = (int64_t)nh * qhd, .v_stride = (int64_t)nh * vd,
-        .o_stride = (int64_t)nh * vd, .causal = 1, .q_pos0 = s->pos0, .scale = (float)pow((double)qhd, -0.5),
+        .o_stride = (int64_t)nh * vd, .causal = 1, .q_pos0 = pt->pos0, .scale = (float)pow((double)qhd, -0.5),
     };
     if (rc == VLM_OK) rc = be->attention(be, &p, q, K, V, o, 0);
     be->free(be, lat);
@@ -112,7 +119,7 @@ static int expanded(const vlm_backend *be, const vlm_attn_w *a, const mla_dims *
     return rc;
 }
 
-int vlm_attn_mla_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_step *s, const float *x, float *out)
+int vlm_attn_mla_forward(const vlm_lm *lm, int l, const vlm_lm_step *s, const float *x, float *out)
 {
     const vlm_backend *be = vlm_lm_backend(lm);
     const vlm_lm_config *cfg = &lm->cfg;
@@ -122,10 +129,13 @@ int vlm_attn_mla_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_
     d.qhd = d.nope + d.rope;
     d.row = d.r + d.rope;
     const int64_t T = s->T, qw = (int64_t)d.nh * d.qhd, ql = cfg->q_lora_rank;
+    const vlm_lm_part *p0 = &s->parts[0];
+    /* one sequence with an fp32 cache takes the new rows in place; otherwise they are made in a scratch
+     * buffer and stored (rounded in an f16 cache) when normed and roped */
+    const int direct = s->n == 1 && !p0->c->f16;
     float *q, *o, *qa, *kvnew;
-    /* an fp32 cache takes the new rows in place; an f16 one gets them when they are normed and roped */
     int rc = alloc_bufs(be, 4, (float **[]){&q, &o, &qa, &kvnew},
-                        (const int64_t[]){T * qw, T * d.nh * d.vd, T * ql, c->f16 ? T * d.row : 0});
+                        (const int64_t[]){T * qw, T * d.nh * d.vd, T * ql, direct ? 0 : T * d.row});
     if (rc != VLM_OK) return vlm_error_prefix(rc, "MLA attention (%lld tokens)", (long long)T);
     if (ql > 0) {
         rc = be->linear(be, qa, x, T, &a->q_a, a->bq_a);
@@ -134,14 +144,18 @@ int vlm_attn_mla_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_
     } else {
         rc = be->linear(be, q, x, T, &a->q_proj, NULL);
     }
-    /* [c | k_pe] of the new tokens (into their cache rows, or rounded into them after): c normed, k_pe and q_pe roped */
-    float *kv = c->f16 ? kvnew : vlm_kv_at(c, l, 0, s->pos0);
+    /* [c | k_pe] of the new tokens: c normed, k_pe and q_pe roped */
+    float *kv = direct ? vlm_kv_at(p0->c, l, 0, p0->pos0) : kvnew;
     if (rc == VLM_OK) rc = be->linear(be, kv, x, T, &a->kv_a, a->bkv_a);
     if (rc == VLM_OK) rc = be->rmsnorm(be, kv, kv, T, d.r, d.row, a->kv_a_norm, VLM_MLA_NORM_EPS);
     if (rc == VLM_OK) rc = be->rope_interleaved(be, kv + d.r, T, d.row, 1, d.rope, d.rope, s->cos, s->sin);
-    if (rc == VLM_OK && c->f16) rc = vlm_kv_store_f16(c, l, 0, s->pos0, kv, d.row, T);
+    for (int i = 0; i < s->n && rc == VLM_OK && !direct; i++) rc = vlm_kv_store_part(&s->parts[i], l, 0, kv, d.row);
     if (rc == VLM_OK) rc = be->rope_interleaved(be, q + d.nope, T, qw, d.nh, d.qhd, d.rope, s->cos, s->sin);
-    if (rc == VLM_OK) rc = lm->mla_absorbed ? absorbed(be, a, &d, c, l, s, q, o) : expanded(be, a, &d, c, l, s, q, o);
+    if (rc == VLM_OK && lm->mla_absorbed) rc = absorbed(be, a, &d, l, s, q, o);
+    for (int i = 0; i < s->n && rc == VLM_OK && !lm->mla_absorbed; i++) {
+        const vlm_lm_part *pt = &s->parts[i];
+        rc = expanded(be, a, &d, l, pt, q + pt->row0 * qw, o + pt->row0 * d.nh * d.vd);
+    }
     if (rc == VLM_OK) rc = be->linear(be, out, o, T, &a->o, a->bo);
     be->free(be, q);
     be->free(be, o);

@@ -76,6 +76,14 @@ void vlm_kv_cache_reset(vlm_kv_cache *c);
 int vlm_kv_cache_truncate(vlm_kv_cache *c, int64_t n);
 int64_t vlm_kv_cache_len(const vlm_kv_cache *c);
 int64_t vlm_kv_cache_capacity(const vlm_kv_cache *c);
+/* Bytes of one token's rows in all layers and buffers of this cache. */
+int64_t vlm_kv_cache_token_bytes(const vlm_kv_cache *c);
+/* Copies tokens [pos, pos + n) (pos + n <= length) out to host memory dst, layout [layer][buffer][n][row]
+ * (vlm_kv_cache_token_bytes(c) * n bytes). */
+int vlm_kv_cache_export(const vlm_kv_cache *c, int64_t pos, int64_t n, void *dst);
+/* Writes n tokens from host memory src (as exported from a cache of the same model and type) at
+ * position pos (pos <= length, pos + n <= capacity); the length becomes pos + n. */
+int vlm_kv_cache_import(vlm_kv_cache *c, int64_t pos, int64_t n, const void *src);
 
 typedef struct {
     float *hidden_states;     /* NULL or [(L+1), T, H]: HF output_hidden_states: [0]=inputs, [i]=output of layer i-1, [L]=after final norm */
@@ -92,6 +100,23 @@ typedef struct {
  * cache length is unchanged. trace may be NULL. */
 int vlm_lm_forward(const vlm_lm *lm, vlm_kv_cache *cache, const float *embeds, int64_t T, float *logits, int all_logits,
                    vlm_lm_trace *trace);
+
+/* One sequence's part of a batched forward step. */
+typedef struct {
+    vlm_kv_cache *cache;
+    int64_t n_tokens; /* its new rows, appended after the cache's length */
+    int want_logits;  /* the logits of its last row are wanted */
+} vlm_lm_seq;
+
+/* n_seq sequences' new tokens in one forward pass (continuous batching): embeds [sum n_tokens, H],
+ * the sequences' rows one after the other. Every op but attention runs on all rows at once (one
+ * GEMM per linear over the batch, routed experts grouped by expert across it); attention runs per
+ * sequence over its own cache. Each row's arithmetic is that of vlm_lm_forward. logits: NULL or
+ * [number of sequences with want_logits, vocab], their last rows in order. expert_counts: NULL or
+ * [n_moe_layers * n_routed_experts], incremented by the tokens routed to each expert. Caches must be
+ * distinct; on any error no cache's length changes. */
+int vlm_lm_forward_batch(const vlm_lm *lm, const vlm_lm_seq *seqs, int n_seq, const float *embeds, float *logits,
+                         int64_t *expert_counts);
 
 #ifdef __cplusplus
 }

@@ -116,6 +116,51 @@ int vlm_kv_store_f16(const vlm_kv_cache *c, int l, int b, int64_t pos, const flo
     return c->be->rows_to_f16(c->be, vlm_kv_at(c, l, b, pos), c->row, src, src_stride, T, c->row);
 }
 
+int vlm_kv_store_part(const vlm_lm_part *p, int l, int b, const float *src, int64_t row_stride)
+{
+    const vlm_kv_cache *c = p->c;
+    const float *rows = src + p->row0 * row_stride;
+    if (c->f16) return vlm_kv_store_f16(c, l, b, p->pos0, rows, row_stride, p->T);
+    return c->be->copy_rows(c->be, vlm_kv_at(c, l, b, p->pos0), c->row, rows, row_stride, p->T, c->row);
+}
+
 vlm_kv_type vlm_kv_cache_type(const vlm_kv_cache *c) { return c->f16 ? VLM_KV_F16 : VLM_KV_F32; }
 int64_t vlm_kv_cache_len(const vlm_kv_cache *c) { return c->len; }
 int64_t vlm_kv_cache_capacity(const vlm_kv_cache *c) { return c->cap; }
+
+int64_t vlm_kv_cache_token_bytes(const vlm_kv_cache *c)
+{
+    return (int64_t)c->lm->cfg.num_hidden_layers * c->n_bufs * (int64_t)vlm_kv_row_bytes(c);
+}
+
+/* Copies n tokens at pos between the cache and host memory [layer][buffer][n][row], either way. */
+static int kv_transfer(const vlm_kv_cache *c, int64_t pos, int64_t n, void *host, int to_host)
+{
+    const size_t rb = vlm_kv_row_bytes(c), span = (size_t)n * rb;
+    char *h = host;
+    for (int l = 0; l < c->lm->cfg.num_hidden_layers; l++)
+        for (int b = 0; b < c->n_bufs; b++, h += span) {
+            void *at = vlm_kv_at(c, l, b, pos);
+            int rc = to_host ? c->be->download(c->be, h, at, span) : c->be->upload(c->be, at, h, span);
+            if (rc) return rc;
+        }
+    return VLM_OK;
+}
+
+int vlm_kv_cache_export(const vlm_kv_cache *c, int64_t pos, int64_t n, void *dst)
+{
+    if (pos < 0 || n < 0 || pos + n > c->len)
+        return vlm_errorf(VLM_ERR_INVALID, "kv cache: tokens %lld..%lld are not cached (it holds %lld)", (long long)pos,
+                          (long long)(pos + n), (long long)c->len);
+    return kv_transfer(c, pos, n, dst, 1);
+}
+
+int vlm_kv_cache_import(vlm_kv_cache *c, int64_t pos, int64_t n, const void *src)
+{
+    if (pos < 0 || n < 0 || pos > c->len || pos + n > c->cap)
+        return vlm_errorf(VLM_ERR_INVALID, "kv cache: cannot write tokens %lld..%lld (length %lld, capacity %lld)",
+                          (long long)pos, (long long)(pos + n), (long long)c->len, (long long)c->cap);
+    int rc = kv_transfer(c, pos, n, (void *)src, 0);
+    if (rc == VLM_OK) c->len = pos + n;
+    return rc;
+}

@@ -87,25 +87,41 @@ static inline void *vlm_kv_at(const vlm_kv_cache *c, int l, int b, int64_t pos)
 int vlm_kv_store_f16(const vlm_kv_cache *c, int l, int b, int64_t pos, const float *src, int64_t src_stride,
                      int64_t T);
 
-/* One forward step: T new tokens at positions pos0 .. pos0+T-1 with their RoPE tables [T][rope_dim/2]
- * (buffers of the model's backend). All float pointers below are buffers of lm->be (core/backend.h). */
+/* One sequence's rows in a forward step: T new tokens at positions pos0 .. pos0+T-1 of cache c,
+ * rows row0 .. row0+T-1 of the step's activations. */
 typedef struct {
-    int64_t pos0, T;
+    vlm_kv_cache *c;
+    int64_t pos0, T, row0;
+} vlm_lm_part;
+
+/* One forward step over n sequences' new tokens (T rows in all, the sequences' rows one after the
+ * other), with the rows' RoPE tables [T][rope_dim/2] (row t: its own position; buffers of the
+ * model's backend). All float pointers below are buffers of lm->be (core/backend.h). */
+typedef struct {
+    int64_t T;
     const float *cos, *sin;
+    const vlm_lm_part *parts;
+    int n;
 } vlm_lm_step;
 
-/* Attention of layer l on normed input x [T, H] into out [T, H]; writes the new tokens into the cache. */
-int vlm_attn_mha_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_step *s, const float *x, float *out);
-int vlm_attn_mla_forward(const vlm_lm *lm, int l, vlm_kv_cache *c, const vlm_lm_step *s, const float *x, float *out);
+/* Attention of layer l on normed input x [T, H] into out [T, H]: the projections over all rows at
+ * once, the attention itself per sequence over its own cache; writes the new tokens into the caches. */
+int vlm_attn_mha_forward(const vlm_lm *lm, int l, const vlm_lm_step *s, const float *x, float *out);
+int vlm_attn_mla_forward(const vlm_lm *lm, int l, const vlm_lm_step *s, const float *x, float *out);
+/* Stores rows [row0, row0 + T) of src (row_stride floats apart, c->row values each) at the part's
+ * cache positions (rounded to half in an f16 cache). */
+int vlm_kv_store_part(const vlm_lm_part *p, int l, int b, const float *src, int64_t row_stride);
 
 /* SwiGLU MLP on x [M, H] into y [M, H]; g and u are scratch [M, intermediate]. */
 int vlm_mlp_forward(const vlm_backend *be, const vlm_mlp_w *m, const float *x, int64_t M, float *y, float *g, float *u);
 
 /* MoE layer on normed x [T, H] into y [T, H] (routed + shared). The routing outputs (idx/weight [T, top_k],
  * gap [T]) may be NULL; force_idx/force_mask likewise (force_mask[t] != 0: use force_idx[t*top_k..]).
+ * expert_counts: NULL or [n_routed_experts], incremented by the tokens routed to each expert.
  * x and y are buffers; the routing arrays are host memory (routing runs on the host). */
 int vlm_moe_forward(const vlm_lm *lm, const vlm_lm_layer *L, const float *x, int64_t T, float *y, int32_t *idx,
-                    float *weight, float *gap, const int32_t *force_idx, const uint8_t *force_mask);
+                    float *weight, float *gap, const int32_t *force_idx, const uint8_t *force_mask,
+                    int64_t *expert_counts);
 
 /* A [rows, cols] sub-matrix view starting at row r0 of W. */
 static inline vlm_weight vlm_weight_rows(const vlm_weight *W, int64_t r0, int64_t rows)

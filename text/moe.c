@@ -98,7 +98,8 @@ static int moe_route(const vlm_backend *be, const vlm_lm *lm, const vlm_lm_layer
 }
 
 int vlm_moe_forward(const vlm_lm *lm, const vlm_lm_layer *L, const float *x, int64_t T, float *y, int32_t *idx,
-                    float *weight, float *gap, const int32_t *force_idx, const uint8_t *force_mask)
+                    float *weight, float *gap, const int32_t *force_idx, const uint8_t *force_mask,
+                    int64_t *expert_counts)
 {
     const vlm_backend *be = vlm_lm_backend(lm);
     const vlm_lm_config *c = &lm->cfg;
@@ -124,6 +125,8 @@ int vlm_moe_forward(const vlm_lm *lm, const vlm_lm_layer *L, const float *x, int
     if (rc != VLM_OK) goto done;
     if (idx) memcpy(idx, sel, (size_t)(T * K) * sizeof(int32_t));
     if (weight) memcpy(weight, w, (size_t)(T * K) * sizeof(float));
+    if (expert_counts)
+        for (int64_t i = 0; i < T * K; i++) expert_counts[sel[i]]++;
 
     /* group the (token, slot) pairs by expert, tokens ascending within an expert */
     for (int64_t i = 0; i < T * K; i++) start[sel[i] + 1]++;

@@ -1,0 +1,375 @@
+/* A request's life outside the scheduling: building it from messages, turning its tokens into
+ * text, and its result. */
+#include "fusion/job.h"
+
+#include "core/error.h"
+#include "fusion/prefix_cache.h"
+#include "media/url.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_REQUEST_IMAGES 256
+#define MAX_STOPS 16
+
+double vlm_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* One image input to RGB. */
+static int decode_input(const vlm_engine_options *eo, const vlm_image_input *in, int64_t max_pixels, vlm_image *out)
+{
+    vlm_image_limits lim;
+    vlm_image_limits_default(&lim);
+    if (max_pixels > 0) lim.max_pixels = max_pixels;
+    const int set = !!in->path + !!in->bytes + !!in->rgb;
+    if (set != 1) return vlm_errorf(VLM_ERR_INVALID, "an image needs exactly one of a path, bytes or RGB pixels");
+    if (in->rgb) {
+        if (in->width <= 0 || in->height <= 0) return vlm_errorf(VLM_ERR_INVALID, "RGB image of %dx%d pixels", in->width, in->height);
+        if ((int64_t)in->width * in->height > lim.max_pixels)
+            return vlm_errorf(VLM_ERR_LIMIT, "RGB image of %dx%d pixels is over the limit of %lld", in->width, in->height,
+                              (long long)lim.max_pixels);
+        const size_t n = (size_t)in->width * (size_t)in->height * 3;
+        if (!(out->rgb = malloc(n))) return vlm_errorf(VLM_ERR_NOMEM, "out of memory for a %dx%d image", in->width, in->height);
+        memcpy(out->rgb, in->rgb, n);
+        out->width = in->width;
+        out->height = in->height;
+        return VLM_OK;
+    }
+    if (in->bytes) return vlm_image_decode_memory(in->bytes, in->n_bytes, &lim, out);
+    if (!vlm_url_is_url(in->path)) return vlm_error_prefix(vlm_image_decode_file(in->path, &lim, out), "%s", in->path);
+    vlm_url_policy pol;
+    vlm_url_policy_default(&pol);
+    if (eo) {
+        pol.allow_private = eo->allow_private;
+        pol.allow_addrs = eo->allow_addrs;
+        pol.n_allow_addrs = eo->n_allow_addrs > 0 ? (size_t)eo->n_allow_addrs : 0;
+        pol.media_dir = eo->media_dir;
+    }
+    int rc = vlm_url_load_image(in->path, &pol, &lim, out);
+    /* a data: URL would make a very long message: name it by its start */
+    return rc ? vlm_error_prefix(rc, "%.64s%s", in->path, strlen(in->path) > 64 ? "..." : "") : rc;
+}
+
+static int copy_options(struct vlm_job *j, const vlm_request_options *o)
+{
+    j->opt = *o;
+    j->opt.prompt_ids = NULL;
+    j->opt.prompt_images = NULL;
+    if (o->gen.n_stop < 0 || o->gen.n_stop > MAX_STOPS || (o->gen.n_stop && !o->gen.stop))
+        return vlm_errorf(VLM_ERR_INVALID, "%d stop strings: 0 to %d are supported", o->gen.n_stop, MAX_STOPS);
+    if (o->gen.max_new_tokens < 0) return vlm_errorf(VLM_ERR_INVALID, "max_new_tokens %d is negative", o->gen.max_new_tokens);
+    if (o->gen.n_stop) {
+        if (!(j->stops = calloc((size_t)o->gen.n_stop, sizeof *j->stops))) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < o->gen.n_stop; i++) {
+            if (!o->gen.stop[i] || !*o->gen.stop[i]) return vlm_errorf(VLM_ERR_INVALID, "stop string %d is empty", i + 1);
+            if (!(j->stops[i] = strdup(o->gen.stop[i]))) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        }
+        j->opt.gen.stop = (const char *const *)j->stops;
+    }
+    return VLM_OK;
+}
+
+/* The chat messages and images of a conversation (images in the order their markers come). */
+static int build_prompt(const vlm_model *m, const vlm_engine_options *eo, const vlm_message *msgs, int n_msgs,
+                        int64_t max_pixels, vlm_request *req)
+{
+    vlm_chat_message *cm = calloc((size_t)n_msgs + 1, sizeof *cm);
+    char **texts = calloc((size_t)n_msgs + 1, sizeof *texts);
+    vlm_image *imgs = calloc(MAX_REQUEST_IMAGES, sizeof *imgs);
+    int n_imgs = 0, rc = VLM_OK;
+    if (!cm || !texts || !imgs) {
+        rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n_msgs && rc == VLM_OK; i++) {
+        const vlm_message *msg = &msgs[i];
+        if (!msg->role || (strcmp(msg->role, "system") && strcmp(msg->role, "user") && strcmp(msg->role, "assistant"))) {
+            rc = vlm_errorf(VLM_ERR_INVALID, "message %d: role '%s': use system, user or assistant", i + 1,
+                            msg->role ? msg->role : "(none)");
+            break;
+        }
+        if (msg->n_images < 0 || (msg->n_images && !msg->images) || n_imgs + msg->n_images > MAX_REQUEST_IMAGES) {
+            rc = vlm_errorf(VLM_ERR_LIMIT, "message %d: %d images; a request holds at most %d", i + 1, msg->n_images,
+                            MAX_REQUEST_IMAGES);
+            break;
+        }
+        const char *content = msg->content ? msg->content : "";
+        vlm_chat_message one = {msg->role, content};
+        const int markers = vlm_chat_count_images(&one, 1);
+        if (markers && markers != msg->n_images) {
+            rc = vlm_errorf(VLM_ERR_INVALID, "message %d has %d <image> marker%s but %d image%s", i + 1, markers,
+                            markers == 1 ? "" : "s", msg->n_images, msg->n_images == 1 ? "" : "s");
+            break;
+        }
+        /* images without markers go in front, as vlm ask does */
+        texts[i] = markers ? strdup(content) : vlm_chat_place_images(content, msg->n_images);
+        if (!texts[i]) {
+            rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+            break;
+        }
+        cm[i] = (vlm_chat_message){msg->role, texts[i]};
+        for (int k = 0; k < msg->n_images && rc == VLM_OK; k++, n_imgs++) {
+            rc = decode_input(eo, &msg->images[k], max_pixels, &imgs[n_imgs]);
+            if (rc) rc = vlm_error_prefix(rc, "message %d, image %d", i + 1, k + 1);
+        }
+    }
+    if (rc == VLM_OK) {
+        cm[n_msgs] = (vlm_chat_message){"assistant", ""}; /* the generation prompt */
+        rc = vlm_model_build_request(m, cm, n_msgs + 1, imgs, n_imgs, req);
+    }
+done:
+    for (int i = 0; texts && i <= n_msgs; i++) free(texts[i]);
+    for (int i = 0; imgs && i < n_imgs; i++) vlm_image_free(&imgs[i]);
+    free(texts);
+    free(imgs);
+    free(cm);
+    return rc;
+}
+
+static int from_ids(const vlm_model *m, const vlm_engine_options *eo, const vlm_request_options *o, vlm_request *req)
+{
+    if (o->n_prompt_ids <= 0 || o->n_prompt_images < 0 || o->n_prompt_images > MAX_REQUEST_IMAGES)
+        return vlm_errorf(VLM_ERR_INVALID, "a prompt of %lld ids and %d images", (long long)o->n_prompt_ids, o->n_prompt_images);
+    vlm_image *imgs = calloc((size_t)o->n_prompt_images + 1, sizeof *imgs);
+    if (!imgs) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    int n = 0, rc = VLM_OK;
+    for (; n < o->n_prompt_images && rc == VLM_OK; n++) rc = decode_input(eo, &o->prompt_images[n], o->gen.max_pixels, &imgs[n]);
+    if (rc == VLM_OK) rc = vlm_model_prepare_images(m, imgs, o->n_prompt_images, req);
+    if (rc == VLM_OK && !(req->ids = malloc((size_t)o->n_prompt_ids * sizeof *req->ids))) rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    if (rc == VLM_OK) {
+        memcpy(req->ids, o->prompt_ids, (size_t)o->n_prompt_ids * sizeof *req->ids);
+        req->n_ids = o->n_prompt_ids;
+        const int64_t V = vlm_model_config(m)->lm.vocab_size;
+        for (int64_t t = 0; t < req->n_ids && rc == VLM_OK; t++)
+            if (req->ids[t] < 0 || req->ids[t] >= V)
+                rc = vlm_errorf(VLM_ERR_INVALID, "prompt id %d at %lld is outside the vocabulary of %lld", req->ids[t],
+                                (long long)t, (long long)V);
+    }
+    if (rc == VLM_OK) rc = vlm_model_check_image_tokens(m, req);
+    for (int i = 0; i < n; i++) vlm_image_free(&imgs[i]);
+    free(imgs);
+    return rc;
+}
+
+/* Prefix keys: ids, with each image token keyed by its image's content and its place in it. */
+static int make_keys(struct vlm_job *j, const vlm_model *m)
+{
+    const vlm_request *r = &j->req;
+    const int32_t image_id = vlm_model_image_id(m);
+    j->keys = malloc((size_t)r->n_ids * sizeof *j->keys);
+    j->img_keys = calloc((size_t)r->n_images + 1, sizeof *j->img_keys);
+    j->img_start = calloc((size_t)r->n_images + 1, sizeof *j->img_start);
+    if (!j->keys || !j->img_keys || !j->img_start) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    const int tile = vlm_model_config(m)->vision.image_size;
+    int img = -1;
+    int64_t left = 0, k = 0;
+    for (int64_t t = 0; t < r->n_ids; t++) {
+        if (r->ids[t] != image_id || image_id < 0) {
+            j->keys[t] = (uint64_t)(uint32_t)r->ids[t];
+            continue;
+        }
+        if (left == 0) { /* the next image's run starts */
+            img++;
+            j->img_keys[img] = vlm_image_key_of(&r->images[img], tile);
+            j->img_start[img] = t;
+            left = vlm_model_image_tokens(m, &r->images[img]);
+            k = 0;
+        }
+        /* high bit set: never equal to a token id */
+        j->keys[t] = vlm_hash_mix(j->img_keys[img].lo ^ j->img_keys[img].hi, (uint64_t)k++) | (1ULL << 63);
+        left--;
+        j->image_tokens++;
+    }
+    return VLM_OK;
+}
+
+int vlm_job_build(const vlm_model *m, const vlm_engine_options *eo, const vlm_message *msgs, int n_msgs,
+                  const vlm_request_options *o, struct vlm_job **out)
+{
+    *out = NULL;
+    struct vlm_job *j = calloc(1, sizeof *j);
+    if (!j) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    j->t_submit = vlm_now_ms();
+    atomic_init(&j->cancel, 0);
+    int rc = copy_options(j, o);
+    if (rc == VLM_OK) {
+        if (o->prompt_ids) rc = from_ids(m, eo, o, &j->req);
+        else if (n_msgs <= 0 || !msgs) rc = vlm_errorf(VLM_ERR_INVALID, "a request needs at least one message");
+        else if (!vlm_model_tokenizer(m)) rc = vlm_errorf(VLM_ERR_INVALID, "the model folder has no tokenizer.json, so text prompts cannot be encoded");
+        else rc = build_prompt(m, eo, msgs, n_msgs, o->gen.max_pixels, &j->req);
+    }
+    const int64_t T = j->req.n_ids, ctx = vlm_model_context(m);
+    if (rc == VLM_OK && T >= ctx)
+        rc = vlm_errorf(VLM_ERR_LIMIT, "the prompt is %lld tokens (text and image tokens), but the context holds %lld",
+                        (long long)T, (long long)ctx);
+    if (rc == VLM_OK) rc = make_keys(j, m);
+    if (rc) {
+        vlm_job_destroy(j);
+        return rc;
+    }
+    const int64_t want = T + (int64_t)j->opt.gen.max_new_tokens;
+    j->cap = want < ctx ? want : ctx;
+    if (j->cap <= T) j->cap = T + 1;
+    j->result.prompt_tokens = T;
+    j->result.image_tokens = j->image_tokens;
+    *out = j;
+    return VLM_OK;
+}
+
+void vlm_job_release_state(struct vlm_job *j)
+{
+    vlm_kv_cache_free(j->cache);
+    j->cache = NULL;
+    free(j->embeds);
+    j->embeds = NULL;
+    vlm_sampler_free(j->sampler);
+    j->sampler = NULL;
+    free(j->history);
+    j->history = NULL;
+    vlm_detok_stream_free(j->ds);
+    j->ds = NULL;
+    vlm_stop_text_free(j->st);
+    j->st = NULL;
+}
+
+void vlm_job_destroy(struct vlm_job *j)
+{
+    if (!j) return;
+    vlm_job_release_state(j);
+    vlm_request_free(&j->req);
+    for (int i = 0; j->stops && i < j->opt.gen.n_stop; i++) free(j->stops[i]);
+    free(j->stops);
+    free(j->keys);
+    free(j->img_keys);
+    free(j->img_start);
+    free(j->gen);
+    free(j->text);
+    free(j->full_text);
+    free(j);
+}
+
+int vlm_job_start(struct vlm_job *j, const vlm_model *m)
+{
+    const vlm_lm_config *c = &vlm_model_config(m)->lm;
+    const vlm_ask_options *g = &j->opt.gen;
+    const vlm_sampler_params sp = {.temperature = g->temperature, .top_k = g->top_k, .top_p = g->top_p,
+                                   .repetition_penalty = g->repetition_penalty, .seed = g->seed};
+    const int64_t max_new = g->max_new_tokens;
+    j->history = malloc((size_t)(j->req.n_ids + max_new + 1) * sizeof *j->history);
+    j->gen = malloc((size_t)(max_new + 1) * sizeof *j->gen);
+    if (!j->history || !j->gen) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    memcpy(j->history, j->req.ids, (size_t)j->req.n_ids * sizeof *j->history);
+    j->n_hist = j->req.n_ids;
+    int rc = vlm_sampler_create(&sp, c->vocab_size, &j->sampler);
+    if (rc == VLM_OK) rc = vlm_stop_text_new((const char *const *)j->opt.gen.stop, j->opt.gen.n_stop, &j->st);
+    /* special tokens' text is kept (the full text, for the history) but not shown */
+    if (rc == VLM_OK && vlm_model_tokenizer(m)) rc = vlm_detok_stream_new(vlm_model_tokenizer(m), 1, &j->ds);
+    return rc;
+}
+
+/* Text of one more piece: through the stop strings, the visible part to on_text. 1: stop. */
+static int feed(struct vlm_job *j, const char *text, size_t len, int visible)
+{
+    const char *out;
+    size_t n;
+    int r = vlm_stop_text_push(j->st, text, len, visible, &out, &n);
+    if (r < 0) return r;
+    if (n && j->opt.gen.on_text && j->opt.gen.on_text(j->opt.gen.user, out, n)) {
+        atomic_store(&j->cancel, 1);
+        return 1;
+    }
+    return r;
+}
+
+int vlm_job_accept(struct vlm_job *j, const vlm_model *m, int32_t id)
+{
+    const vlm_tokenizer *tok = vlm_model_tokenizer(m);
+    const double now = vlm_now_ms();
+    if (!j->n_gen) j->t_first = now;
+    j->t_last = now;
+    j->history[j->n_hist++] = id;
+    j->gen[j->n_gen++] = id;
+    if (j->opt.on_token && j->opt.on_token(j->opt.gen.user, id)) {
+        vlm_job_finish(j, VLM_FINISH_CANCELLED, 0, NULL);
+        return 1;
+    }
+    const int eos = id == vlm_model_config(m)->lm.eos_token_id && !j->opt.gen.ignore_eos;
+    if (eos) { /* the end, not part of the answer */
+        j->result.stop_detail = "eos";
+        vlm_job_finish(j, VLM_FINISH_STOP, 0, NULL);
+        return 1;
+    }
+    if (tok) {
+        const char *piece;
+        size_t len;
+        int r = 0;
+        const int special = vlm_tokenizer_is_special(tok, id);
+        if (special && vlm_detok_stream_flush(j->ds, &piece, &len) == VLM_OK && len) r = feed(j, piece, len, 1);
+        if (r == 0 && vlm_detok_stream_push(j->ds, id, &piece, &len) == VLM_OK && len) r = feed(j, piece, len, !special);
+        if (r < 0) {
+            vlm_job_finish(j, VLM_FINISH_ERROR, r, "out of memory");
+            return 1;
+        }
+        if (r > 0) {
+            j->result.stop_detail = atomic_load(&j->cancel) ? "cancelled" : "stop_string";
+            vlm_job_finish(j, atomic_load(&j->cancel) ? VLM_FINISH_CANCELLED : VLM_FINISH_STOP, 0, NULL);
+            return 1;
+        }
+    }
+    /* the next step feeds this token: it must fit the cache (cap tokens) */
+    if (j->n_gen >= j->opt.gen.max_new_tokens || j->n_hist > j->cap) {
+        j->result.stop_detail = j->n_gen >= j->opt.gen.max_new_tokens ? "length" : "context";
+        vlm_job_finish(j, VLM_FINISH_LENGTH, 0, NULL);
+        return 1;
+    }
+    return 0;
+}
+
+void vlm_job_finish(struct vlm_job *j, vlm_finish_reason r, int error_code, const char *error)
+{
+    vlm_result *res = &j->result;
+    res->finish = r;
+    if (r == VLM_FINISH_CANCELLED) res->stop_detail = "cancelled";
+    if (r == VLM_FINISH_ERROR) res->stop_detail = "error";
+    if (r == VLM_FINISH_ERROR) {
+        res->error_code = error_code ? error_code : VLM_ERR_INVALID;
+        snprintf(res->error, sizeof res->error, "%s", error ? error : vlm_last_error());
+    }
+    /* what the detokenizer and the stop strings held back */
+    if (j->st) {
+        const char *piece;
+        size_t len;
+        if (j->ds && !vlm_stop_text_stopped(j->st) && vlm_detok_stream_flush(j->ds, &piece, &len) == VLM_OK && len) {
+            const char *out;
+            size_t n;
+            if (vlm_stop_text_push(j->st, piece, len, 1, &out, &n) >= 0 && n && j->opt.gen.on_text && r != VLM_FINISH_CANCELLED)
+                j->opt.gen.on_text(j->opt.gen.user, out, n);
+        }
+        vlm_stop_text_finish(j->st, &piece, &len);
+        if (len && j->opt.gen.on_text && r != VLM_FINISH_CANCELLED) j->opt.gen.on_text(j->opt.gen.user, piece, len);
+        j->text = strdup(vlm_stop_text_get(j->st, 1, NULL));
+        j->full_text = strdup(vlm_stop_text_get(j->st, 0, NULL));
+    }
+    if (!j->text) j->text = strdup("");
+    if (!j->full_text) j->full_text = strdup("");
+    res->text = j->text ? j->text : "";
+    res->full_text = j->full_text ? j->full_text : "";
+    res->token_ids = j->gen;
+    res->n_token_ids = j->n_gen;
+    res->completion_tokens = j->n_gen;
+    res->cached_tokens = j->n_cached;
+    const double now = vlm_now_ms();
+    res->total_ms = now - j->t_submit;
+    res->queue_ms = (j->t_admit ? j->t_admit : now) - j->t_submit;
+    if (j->n_gen) {
+        res->ttft_ms = j->t_first - j->t_submit;
+        res->decode_ms = j->t_last - j->t_first;
+    }
+    j->phase = JOB_DONE;
+}
