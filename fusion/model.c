@@ -345,6 +345,10 @@ int vlm_model_generate(const vlm_model *m, const vlm_request *r, const vlm_gener
     for (int64_t i = 0; i < max_new; i++) {
         if (opt->step_logits) memcpy(opt->step_logits + i * V, logits, (size_t)V * sizeof(float));
         int32_t id = vlm_sampler_sample(sampler, logits, history, n_hist);
+        if (id < 0) { /* NaN or infinite logits (a damaged checkpoint), named with the step */
+            rc = id;
+            goto done;
+        }
         history[n_hist++] = id;
         out->ids[out->n_ids++] = id;
         if (opt->on_token && opt->on_token(opt->user, id)) { out->stop = VLM_STOP_CALLBACK; break; }

@@ -506,7 +506,7 @@ TEST_F(CudaOps, ArgmaxMatchesGreedySampler) {
   OK(vlm_sampler_create(&sp, (int)V, &s));
   for (int64_t m = 0; m < M; m++) {
     std::vector<float> row(x.begin() + m * V, x.begin() + (m + 1) * V);
-    int32_t want = vlm_sampler_sample(s, row.data(), nullptr, 0);
+    int32_t want = vlm_sampler_pick(s, row.data(), nullptr, 0);  // (the same steps, NaN and inf allowed)
     EXPECT_EQ(got[(size_t)m], want < 0 ? -1 : want) << "row " << m;
   }
   vlm_sampler_free(s);
@@ -552,7 +552,7 @@ TEST_F(CudaOps, SampleMatchesCpuSamplerForTheSameUniform) {
       vlm_sampler *s = nullptr;
       OK(vlm_sampler_create(&sp, (int)V, &s));
       std::vector<float> row(logits);
-      const int32_t want = vlm_sampler_sample(s, row.data(), nullptr, 0);
+      const int32_t want = vlm_sampler_pick(s, row.data(), nullptr, 0);  // (the row has a NaN and a -inf)
       vlm_sampler_free(s);
       OK(vlm_cuda_sample(d_logits.get(), V, c.temperature, c.top_k, c.top_p, first_uniform(seed), d_out.get(),
                          nullptr));

@@ -1056,9 +1056,9 @@ TEST(DecoderSampler, GreedyIsArgmaxLowestIndexOnTies)
 {
     SamplerPtr s = MakeSampler(0, 0, 0, 0, 1, 6);
     std::vector<float> l = {0.5f, 2.0f, -1.0f, 2.0f, 1.9f, NAN};
-    EXPECT_EQ(vlm_sampler_sample(s.get(), l.data(), nullptr, 0), 1);
+    EXPECT_EQ(vlm_sampler_pick(s.get(), l.data(), nullptr, 0), 1);  // (vlm_sampler_sample refuses any NaN)
     std::vector<float> n = {NAN, NAN, NAN, NAN, NAN, NAN};
-    EXPECT_LT(vlm_sampler_sample(s.get(), n.data(), nullptr, 0), 0);
+    EXPECT_LT(vlm_sampler_pick(s.get(), n.data(), nullptr, 0), 0);
 }
 
 TEST(DecoderSampler, TopK1EqualsGreedy)

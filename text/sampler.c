@@ -16,6 +16,7 @@ struct vlm_sampler {
     vlm_sampler_params p;
     int vocab;
     uint64_t st[4];
+    int64_t calls; /* vlm_sampler_sample/pick calls so far: the step a refusal names */
     uint8_t *seen;
     cand *c;
 };
@@ -105,6 +106,25 @@ static int cmp_cand(const void *a, const void *b)
 int32_t vlm_sampler_sample(vlm_sampler *s, float *logits, const int32_t *history, int64_t n_history)
 {
     if (!s || !logits) return vlm_errorf(VLM_ERR_INVALID, "sampler: no logits");
+    int64_t n_nan = 0, n_inf = 0;
+    for (int i = 0; i < s->vocab; i++) {
+        n_nan += isnan(logits[i]) != 0;
+        n_inf += isinf(logits[i]) != 0;
+    }
+    if (n_nan || n_inf) {
+        s->calls++;
+        return vlm_errorf(VLM_ERR_FORMAT,
+                          "the model produced %s logits at step %lld (%lld of %d): the checkpoint may be damaged",
+                          n_nan && n_inf ? "NaN and infinite" : n_nan ? "NaN" : "infinite", (long long)s->calls,
+                          (long long)(n_nan + n_inf), s->vocab);
+    }
+    return vlm_sampler_pick(s, logits, history, n_history);
+}
+
+int32_t vlm_sampler_pick(vlm_sampler *s, float *logits, const int32_t *history, int64_t n_history)
+{
+    if (!s || !logits) return vlm_errorf(VLM_ERR_INVALID, "sampler: no logits");
+    s->calls++;
     const int V = s->vocab;
     repetition_penalty(s, logits, history, n_history);
 
@@ -135,7 +155,9 @@ int32_t vlm_sampler_sample(vlm_sampler *s, float *logits, const int32_t *history
     double *p = malloc((size_t)n * sizeof(double));
     if (!p) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     double sum = 0;
-    for (int j = 0; j < n; j++) sum += p[j] = exp((double)s->c[j].v - (double)s->c[0].v);
+    /* (finite logits over a tiny temperature may overflow to +inf: those tokens then share all the mass) */
+    for (int j = 0; j < n; j++)
+        sum += p[j] = isinf(s->c[0].v) ? (s->c[j].v == s->c[0].v) : exp((double)s->c[j].v - (double)s->c[0].v);
     if (s->p.top_p > 0.0f && s->p.top_p < 1.0f) {
         double before = 0, lim = (double)s->p.top_p * sum;
         int keep = 0;

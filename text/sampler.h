@@ -34,9 +34,14 @@ typedef struct vlm_sampler vlm_sampler;
 int vlm_sampler_create(const vlm_sampler_params *p, int vocab, vlm_sampler **out);
 void vlm_sampler_free(vlm_sampler *s);
 /* Picks a token from logits [vocab] (modified in place by the steps above). history: the ids seen so far
- * (ids outside the vocabulary are ignored). Returns the token id (>= 0) or a negative VLM_ERR_* (no
- * candidate: every logit NaN, or -inf after filtering while sampling). */
+ * (ids outside the vocabulary are ignored). Returns the token id (>= 0) or a negative VLM_ERR_*.
+ * A model's logits are finite, so any NaN or infinite logit is refused first (VLM_ERR_FORMAT, "the model
+ * produced NaN logits at step N (k of V): the checkpoint may be damaged"), where N counts this sampler's
+ * calls from 1: one sampler per generation makes it the generated token's number. */
 int32_t vlm_sampler_sample(vlm_sampler *s, float *logits, const int32_t *history, int64_t n_history);
+/* The same steps without that check, for comparing kernels that share them (NaN is never chosen, -inf
+ * only when greedy finds nothing larger; no candidate left is an error). Counts as a call. */
+int32_t vlm_sampler_pick(vlm_sampler *s, float *logits, const int32_t *history, int64_t n_history);
 
 #ifdef __cplusplus
 }
