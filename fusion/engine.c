@@ -299,6 +299,10 @@ static void forward_step(vlm_engine *e)
             vlm_job_finish(j, VLM_FINISH_LENGTH, 0, NULL);
             continue;
         }
+        if (j->opt.on_logits && j->opt.on_logits(j->opt.gen.user, lg, V)) {
+            vlm_job_finish(j, VLM_FINISH_CANCELLED, 0, NULL);
+            continue;
+        }
         const int32_t id = vlm_sampler_sample(j->sampler, lg, j->history, j->n_hist);
         if (id < 0) {
             fail(j, vlm_error_prefix(id, "sampling token %lld", (long long)j->n_gen + 1));
@@ -436,12 +440,14 @@ int vlm_engine_open(const char *model_dir, const vlm_engine_options *opt, vlm_en
     const vlm_vl2_config *cfg = vlm_model_config(e->model);
     const vlm_lm *lm = vlm_model_lm(e->model);
     const int64_t tok_bytes = vlm_lm_kv_bytes_per_token(lm), ctx = vlm_model_context(e->model);
-    int64_t budget = e->opt.kv_budget_mib * 1048576;
-    if (!budget) {
-        budget = (int64_t)e->opt.max_running * ctx * tok_bytes;
-        if (budget > (int64_t)4096 * 1048576) budget = (int64_t)4096 * 1048576;
+    /* the KV budget in blocks: as asked, or room for max_running full contexts (at most 4 GiB) */
+    if (e->opt.kv_budget_mib) {
+        e->kv_blocks_total = e->opt.kv_budget_mib * 1048576 / (KV_BLOCK_TOKENS * tok_bytes);
+    } else {
+        e->kv_blocks_total = (int64_t)e->opt.max_running * blocks_for(ctx);
+        const int64_t cap = (int64_t)4096 * 1048576 / (KV_BLOCK_TOKENS * tok_bytes);
+        if (e->kv_blocks_total > cap) e->kv_blocks_total = cap > blocks_for(ctx) ? cap : blocks_for(ctx);
     }
-    e->kv_blocks_total = budget / (KV_BLOCK_TOKENS * tok_bytes);
     e->n_counts = (int64_t)vlm_lm_n_moe_layers(lm) * cfg->lm.n_routed_experts;
     e->expert_counts = calloc((size_t)e->n_counts + 1, sizeof *e->expert_counts);
     e->step_counts = calloc((size_t)e->n_counts + 1, sizeof *e->step_counts);

@@ -233,7 +233,8 @@ void vlm_job_release_state(struct vlm_job *j)
     free(j->history);
     j->history = NULL;
     vlm_detok_stream_free(j->ds);
-    j->ds = NULL;
+    vlm_detok_stream_free(j->ds_sp);
+    j->ds = j->ds_sp = NULL;
     vlm_stop_text_free(j->st);
     j->st = NULL;
 }
@@ -269,7 +270,8 @@ int vlm_job_start(struct vlm_job *j, const vlm_model *m)
     int rc = vlm_sampler_create(&sp, c->vocab_size, &j->sampler);
     if (rc == VLM_OK) rc = vlm_stop_text_new((const char *const *)j->opt.gen.stop, j->opt.gen.n_stop, &j->st);
     /* special tokens' text is kept (the full text, for the history) but not shown */
-    if (rc == VLM_OK && vlm_model_tokenizer(m)) rc = vlm_detok_stream_new(vlm_model_tokenizer(m), 1, &j->ds);
+    if (rc == VLM_OK && vlm_model_tokenizer(m)) rc = vlm_detok_stream_new(vlm_model_tokenizer(m), 0, &j->ds);
+    if (rc == VLM_OK && vlm_model_tokenizer(m)) rc = vlm_detok_stream_new(vlm_model_tokenizer(m), 1, &j->ds_sp);
     return rc;
 }
 
@@ -309,9 +311,10 @@ int vlm_job_accept(struct vlm_job *j, const vlm_model *m, int32_t id)
         const char *piece;
         size_t len;
         int r = 0;
+        /* visible text as the tokenizer decodes it with special tokens skipped (bytes of a character on
+         * both sides of a special token still join); a special token's text goes in hidden */
         const int special = vlm_tokenizer_is_special(tok, id);
-        if (special && vlm_detok_stream_flush(j->ds, &piece, &len) == VLM_OK && len) r = feed(j, piece, len, 1);
-        if (r == 0 && vlm_detok_stream_push(j->ds, id, &piece, &len) == VLM_OK && len) r = feed(j, piece, len, !special);
+        if (vlm_detok_stream_push(special ? j->ds_sp : j->ds, id, &piece, &len) == VLM_OK && len) r = feed(j, piece, len, !special);
         if (r < 0) {
             vlm_job_finish(j, VLM_FINISH_ERROR, r, "out of memory");
             return 1;

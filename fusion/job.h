@@ -39,7 +39,8 @@ struct vlm_job {
     int64_t n_hist;
     int32_t *gen;             /* generated ids */
     int64_t n_gen;
-    vlm_detok_stream *ds;
+    vlm_detok_stream *ds;     /* the visible text (special tokens left out, as the tokenizer's decode) */
+    vlm_detok_stream *ds_sp;  /* special tokens' text (kept hidden: the full text, for the history) */
     vlm_stop_text *st;
     atomic_int cancel;
     struct vlm_job *next;     /* in the engine's waiting / running list */

@@ -155,6 +155,9 @@ typedef struct {
     int n_prompt_images;
     /* Called with each generated token id on the engine thread (timing, token-level clients); non-zero stops. */
     int (*on_token)(void *user, int32_t id);
+    /* Called with the logits [vocab] each token is chosen from, before sampling (verification, log
+     * probabilities); on the engine thread; non-zero stops. Both take gen.user. */
+    int (*on_logits)(void *user, const float *logits, int64_t vocab);
 } vlm_request_options;
 
 void vlm_request_options_default(vlm_request_options *o);

@@ -1,0 +1,378 @@
+// The request engine (include/vlm.h: vlm_engine_submit and the jobs): every golden case gives the
+// official greedy ids and logits whether it runs alone, in a batch of 8 mixed requests arriving at
+// different steps, or after a prefix-cache hit; the batched forward equals one forward per
+// sequence; cancel, refusals, bad input and the counters.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern "C" {
+#include "vlm.h"
+#include "fusion/model.h"
+#include "text/decoder.h"
+}
+#include "golden_util.h"
+
+namespace {
+
+std::string ReadText(const std::string &path)
+{
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+std::vector<std::string> CaseImages(const std::string &cs)
+{
+    const std::string dir = golden::input_dir(cs);
+    for (const char *ext : {"png", "jpg"})
+        if (std::ifstream(dir + "/image." + ext).good()) return {dir + "/image." + ext};
+    std::vector<std::string> out;
+    for (int k = 1; k < 10; k++)
+        for (const char *ext : {"png", "jpg"}) {
+            const std::string p = dir + "/image_" + std::to_string(k) + "." + ext;
+            if (std::ifstream(p).good()) out.push_back(p);
+        }
+    return out;
+}
+
+// One request's inputs and what came back.
+struct Req {
+    std::string cs, prompt;
+    std::vector<std::string> paths;
+    std::vector<vlm_image_input> imgs;
+    std::vector<int32_t> ids;
+    std::vector<float> logits; // [steps, vocab]
+    std::atomic<int> tokens{0};
+    vlm_job *job = nullptr;
+    int64_t cached = 0;
+
+    explicit Req(const std::string &c) : cs(c), prompt(ReadText(golden::input_dir(c) + "/prompt.txt")), paths(CaseImages(c))
+    {
+        for (auto &p : paths) {
+            vlm_image_input in = {};
+            in.path = p.c_str();
+            imgs.push_back(in);
+        }
+    }
+};
+
+int OnToken(void *user, int32_t id)
+{
+    Req *r = static_cast<Req *>(user);
+    r->ids.push_back(id);
+    r->tokens++;
+    return 0;
+}
+
+int OnLogits(void *user, const float *logits, int64_t vocab)
+{
+    Req *r = static_cast<Req *>(user);
+    r->logits.insert(r->logits.end(), logits, logits + vocab);
+    return 0;
+}
+
+void Submit(vlm_engine *e, Req *r, int max_tokens = 16)
+{
+    // the prompt text holds the <image> markers, as the golden prompt does
+    vlm_message m = {"user", r->prompt.c_str(), r->imgs.data(), (int)r->imgs.size()};
+    vlm_request_options o;
+    vlm_request_options_default(&o);
+    o.gen.max_new_tokens = max_tokens;
+    o.gen.ignore_eos = 1;
+    o.gen.user = r;
+    o.on_token = OnToken;
+    o.on_logits = OnLogits;
+    ASSERT_EQ(vlm_engine_submit(e, &m, 1, &o, &r->job), VLM_OK) << vlm_last_error();
+}
+
+// Waits, checks the job ended by length with golden ids and logits, frees it.
+void ExpectGolden(const std::string &model, Req *r, const char *what)
+{
+    const vlm_result *res = nullptr;
+    ASSERT_EQ(vlm_job_wait(r->job, &res), VLM_OK);
+    EXPECT_EQ(res->finish, VLM_FINISH_LENGTH) << what << " " << r->cs << ": " << res->error;
+    r->cached = res->cached_tokens;
+    golden::File gold(golden::model_dir(model) + "/" + r->cs + ".safetensors");
+    std::vector<int64_t> want = gold.ints("generated_ids");
+    ASSERT_EQ(r->ids.size(), want.size()) << what << " " << model << " " << r->cs;
+    for (size_t i = 0; i < want.size(); i++) EXPECT_EQ(r->ids[i], want[i]) << what << " " << model << " " << r->cs << " step " << i;
+    std::vector<float> gl = gold.f32("generated_step_logits");
+    ASSERT_EQ(r->logits.size(), gl.size());
+    EXPECT_LE(golden::max_abs_diff(r->logits.data(), gl.data(), gl.size()), 2e-4) << what << " " << model << " " << r->cs;
+    vlm_job_free(r->job);
+    r->job = nullptr;
+}
+
+void WaitTokens(const Req &r, int n)
+{
+    for (int i = 0; i < 60000 && r.tokens.load() < n; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+vlm_engine *Open(const std::string &model, vlm_engine_options o = {})
+{
+    if (!o.quant) o.quant = "ref"; // the exact path the golden tolerances are for
+    vlm_engine *e = nullptr;
+    EXPECT_EQ(vlm_engine_open(golden::model_dir(model).c_str(), &o, &e), VLM_OK) << vlm_last_error();
+    return e;
+}
+
+TEST(RequestEngine, GoldenAloneInABatchOf8AndAfterAPrefixHit)
+{
+    for (const std::string &model : golden::models()) {
+        vlm_engine_options o = {};
+        o.max_running = 8;
+        o.prefill_chunk = 200; // several chunks per prompt, interleaved with the others' decode steps
+        vlm_engine *e = Open(model, o);
+        ASSERT_NE(e, nullptr);
+        // alone
+        for (const std::string &cs : golden::cases()) {
+            Req r(cs);
+            Submit(e, &r);
+            ExpectGolden(model, &r, "alone");
+        }
+        // 8 mixed requests (every case, different lengths), arriving while the others run
+        const char *order[8] = {"case1_640x480_png", "case3_200x150_jpg", "case5_three_images", "case2_1000x300_png",
+                                "case4_two_images", "case3_200x150_jpg", "case1_640x480_png", "case2_1000x300_png"};
+        std::vector<std::unique_ptr<Req>> batch;
+        for (const char *cs : order) batch.emplace_back(new Req(cs));
+        for (int i = 0; i < 3; i++) Submit(e, batch[i].get());
+        WaitTokens(*batch[0], 3);
+        for (int i = 3; i < 6; i++) Submit(e, batch[i].get());
+        WaitTokens(*batch[3], 1);
+        for (int i = 6; i < 8; i++) Submit(e, batch[i].get());
+        vlm_engine_stats st;
+        ASSERT_EQ(vlm_engine_stats_get(e, &st), VLM_OK);
+        for (auto &r : batch) ExpectGolden(model, r.get(), "batch");
+        // the batch really ran together: more rows than steps
+        ASSERT_EQ(vlm_engine_stats_get(e, &st), VLM_OK);
+        EXPECT_GT(st.step_rows, 2 * st.steps) << model;
+        // after a prefix-cache hit (the same case again: its prompt and image are cached)
+        Req again("case4_two_images");
+        Submit(e, &again);
+        ExpectGolden(model, &again, "prefix hit");
+        EXPECT_GT(again.cached, 256) << model;
+        ASSERT_EQ(vlm_engine_stats_get(e, &st), VLM_OK);
+        EXPECT_GT(st.prefix_hits, 0);
+        EXPECT_GT(st.image_hits, 0);
+        EXPECT_EQ(st.requests_running, 0);
+        EXPECT_EQ(st.kv_blocks_used, 0);
+        EXPECT_EQ(st.requests_finished[VLM_FINISH_LENGTH], 5 + 8 + 1);
+        vlm_engine_close(e);
+    }
+}
+
+// The batched forward equals one forward per sequence, bit for bit on the reference path.
+TEST(RequestEngine, BatchedForwardEqualsSeparateForwards)
+{
+    for (const std::string &model : golden::models()) {
+        vlm_model *m = nullptr;
+        ASSERT_EQ(vlm_model_load(golden::model_dir(model).c_str(), nullptr, &m), VLM_OK) << vlm_last_error();
+        const vlm_lm *lm = vlm_model_lm(m);
+        const int64_t H = vlm_model_config(m)->lm.hidden_size, V = vlm_model_config(m)->lm.vocab_size;
+        const int64_t pre[3] = {5, 0, 17}, rows[3] = {1, 9, 3}; // cached tokens before, new rows
+        std::vector<float> emb((size_t)(64 * H));
+        for (size_t i = 0; i < emb.size(); i++) emb[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+        vlm_kv_cache *a[3], *b[3];
+        std::vector<float> sep((size_t)(3 * V)), bat((size_t)(3 * V));
+        int64_t off = 0;
+        std::vector<float> x;
+        vlm_lm_seq seqs[3];
+        for (int s = 0; s < 3; s++) {
+            ASSERT_EQ(vlm_kv_cache_create(lm, 64, &a[s]), VLM_OK);
+            ASSERT_EQ(vlm_kv_cache_create(lm, 64, &b[s]), VLM_OK);
+            if (pre[s]) {
+                ASSERT_EQ(vlm_lm_forward(lm, a[s], emb.data() + 40 * H, pre[s], nullptr, 0, nullptr), VLM_OK);
+                ASSERT_EQ(vlm_lm_forward(lm, b[s], emb.data() + 40 * H, pre[s], nullptr, 0, nullptr), VLM_OK);
+            }
+            ASSERT_EQ(vlm_lm_forward(lm, a[s], emb.data() + off * H, rows[s], sep.data() + s * V, 0, nullptr), VLM_OK);
+            x.insert(x.end(), emb.begin() + off * H, emb.begin() + (off + rows[s]) * H);
+            seqs[s] = {b[s], rows[s], 1};
+            off += rows[s];
+        }
+        std::vector<int64_t> counts((size_t)(vlm_lm_n_moe_layers(lm) * vlm_model_config(m)->lm.n_routed_experts), 0);
+        ASSERT_EQ(vlm_lm_forward_batch(lm, seqs, 3, x.data(), bat.data(), counts.data()), VLM_OK) << vlm_last_error();
+        EXPECT_EQ(std::memcmp(sep.data(), bat.data(), sep.size() * sizeof(float)), 0) << model;
+        int64_t routed = 0;
+        for (int64_t c : counts) routed += c;
+        EXPECT_EQ(routed, off * vlm_lm_n_moe_layers(lm) * vlm_model_config(m)->lm.num_experts_per_tok);
+        for (int s = 0; s < 3; s++) {
+            EXPECT_EQ(vlm_kv_cache_len(b[s]), pre[s] + rows[s]);
+            vlm_kv_cache_free(a[s]);
+            vlm_kv_cache_free(b[s]);
+        }
+        // a shared cache and an over-full cache are errors that change nothing
+        vlm_kv_cache *c;
+        ASSERT_EQ(vlm_kv_cache_create(lm, 4, &c), VLM_OK);
+        vlm_lm_seq bad[2] = {{c, 1, 1}, {c, 1, 1}};
+        EXPECT_EQ(vlm_lm_forward_batch(lm, bad, 2, x.data(), bat.data(), nullptr), VLM_ERR_INVALID);
+        vlm_lm_seq big = {c, 5, 1};
+        EXPECT_EQ(vlm_lm_forward_batch(lm, &big, 1, x.data(), bat.data(), nullptr), VLM_ERR_LIMIT);
+        EXPECT_EQ(vlm_kv_cache_len(c), 0);
+        vlm_kv_cache_free(c);
+        vlm_model_free(m);
+    }
+}
+
+TEST(RequestEngine, CancelBeforeDuringPrefillAndDuringDecodeFreesEverything)
+{
+    vlm_engine_options o = {};
+    o.max_running = 2;
+    o.prefill_chunk = 64;
+    vlm_engine *e = Open("tiny-mla", o);
+    ASSERT_NE(e, nullptr);
+    Req a("case5_three_images"), b("case1_640x480_png"), c("case2_1000x300_png");
+    Submit(e, &a, 400);
+    Submit(e, &b, 400);
+    Submit(e, &c, 400); // waits: max_running 2
+    vlm_job_cancel(c.job); // before admission
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    vlm_job_cancel(a.job); // during vision or prefill
+    WaitTokens(b, 3);
+    vlm_job_cancel(b.job); // during decode
+    for (Req *r : {&a, &b, &c}) {
+        const vlm_result *res;
+        ASSERT_EQ(vlm_job_wait(r->job, &res), VLM_OK);
+        EXPECT_EQ(res->finish, VLM_FINISH_CANCELLED) << r->cs;
+        EXPECT_LT(res->n_token_ids, 400);
+        vlm_job_free(r->job);
+    }
+    EXPECT_GE(b.tokens.load(), 3);
+    vlm_engine_stats st;
+    ASSERT_EQ(vlm_engine_stats_get(e, &st), VLM_OK);
+    EXPECT_EQ(st.requests_running, 0);
+    EXPECT_EQ(st.requests_waiting, 0);
+    EXPECT_EQ(st.kv_blocks_used, 0);
+    EXPECT_EQ(st.requests_finished[VLM_FINISH_CANCELLED], 3);
+    // the engine goes on serving
+    Req d("case3_200x150_jpg");
+    Submit(e, &d);
+    ExpectGolden("tiny-mla", &d, "after cancels");
+    // a job freed while running is cancelled; closing with a job queued cancels it
+    Req f("case1_640x480_png"), g("case2_1000x300_png");
+    Submit(e, &f, 400);
+    vlm_job_free(f.job);
+    Submit(e, &g, 400);
+    vlm_engine_close(e);
+    const vlm_result *res;
+    ASSERT_EQ(vlm_job_poll(g.job, &res), 1);
+    EXPECT_EQ(res->finish, VLM_FINISH_CANCELLED);
+    vlm_job_free(g.job);
+}
+
+TEST(RequestEngine, RefusalsAreClearErrorsAndHurtNoOtherRequest)
+{
+    vlm_engine_options o = {};
+    o.max_running = 1;
+    o.max_waiting = 2;
+    o.max_context = 600;
+    vlm_engine *e = Open("tiny-mha", o);
+    ASSERT_NE(e, nullptr);
+    // prompt + images over the context: refused at submit, before any work
+    Req big("case1_640x480_png");
+    vlm_message m = {"user", big.prompt.c_str(), big.imgs.data(), (int)big.imgs.size()};
+    vlm_job *j = nullptr;
+    EXPECT_EQ(vlm_engine_submit(e, &m, 1, nullptr, &j), VLM_ERR_LIMIT);
+    EXPECT_EQ(j, nullptr);
+    EXPECT_NE(std::strstr(vlm_last_error(), "context"), nullptr) << vlm_last_error();
+    // bad image bytes, a missing file, marker mismatch, bad role: errors naming the problem
+    const char junk[] = "not an image at all";
+    vlm_image_input bad = {};
+    bad.bytes = junk;
+    bad.n_bytes = sizeof junk;
+    vlm_message mb = {"user", "What is it?", &bad, 1};
+    EXPECT_NE(vlm_engine_submit(e, &mb, 1, nullptr, &j), VLM_OK);
+    vlm_image_input missing = {};
+    missing.path = "/nonexistent/x.png";
+    vlm_message mm = {"user", "What is it?", &missing, 1};
+    EXPECT_NE(vlm_engine_submit(e, &mm, 1, nullptr, &j), VLM_OK);
+    EXPECT_NE(std::strstr(vlm_last_error(), "/nonexistent/x.png"), nullptr) << vlm_last_error();
+    vlm_message mk = {"user", "<image> and <image>", nullptr, 0};
+    EXPECT_EQ(vlm_engine_submit(e, &mk, 1, nullptr, &j), VLM_ERR_INVALID);
+    vlm_message mr = {"robot", "hi", nullptr, 0};
+    EXPECT_EQ(vlm_engine_submit(e, &mr, 1, nullptr, &j), VLM_ERR_INVALID);
+    EXPECT_NE(std::strstr(vlm_last_error(), "robot"), nullptr) << vlm_last_error();
+    EXPECT_EQ(vlm_engine_submit(nullptr, &mr, 1, nullptr, &j), VLM_ERR_INVALID);
+    EXPECT_EQ(vlm_engine_submit(e, &mr, -1, nullptr, &j), VLM_ERR_INVALID);
+    EXPECT_EQ(vlm_engine_submit(e, &mr, 1, nullptr, nullptr), VLM_ERR_INVALID);
+    // the queue: one running, two waiting, the next refused with VLM_ERR_BUSY
+    std::vector<std::unique_ptr<Req>> rs;
+    int busy = 0;
+    for (int i = 0; i < 6 && !busy; i++) {
+        rs.emplace_back(new Req("case3_200x150_jpg"));
+        Req *r = rs.back().get();
+        vlm_message q = {"user", r->prompt.c_str(), r->imgs.data(), (int)r->imgs.size()};
+        vlm_request_options ro;
+        vlm_request_options_default(&ro);
+        ro.gen.max_new_tokens = 200;
+        ro.gen.ignore_eos = 1;
+        int rc = vlm_engine_submit(e, &q, 1, &ro, &r->job);
+        if (rc == VLM_ERR_BUSY) busy = 1;
+        else ASSERT_EQ(rc, VLM_OK) << vlm_last_error();
+    }
+    EXPECT_TRUE(busy);
+    EXPECT_NE(std::strstr(vlm_last_error(), "busy"), nullptr) << vlm_last_error();
+    vlm_engine_stats st;
+    ASSERT_EQ(vlm_engine_stats_get(e, &st), VLM_OK);
+    EXPECT_EQ(st.requests_refused, 1);
+    for (auto &r : rs) vlm_job_free(r->job);
+    // and it still answers
+    Req ok("case3_200x150_jpg");
+    Submit(e, &ok);
+    ExpectGolden("tiny-mha", &ok, "after refusals");
+    vlm_engine_close(e);
+}
+
+TEST(RequestEngine, SubmitsFromManyThreadsAndStreamsText)
+{
+    vlm_engine *e = Open("tiny-mha");
+    ASSERT_NE(e, nullptr);
+    std::vector<std::string> texts(4);
+    std::vector<std::thread> th;
+    for (int t = 0; t < 4; t++)
+        th.emplace_back([&, t] {
+            Req r("case3_200x150_jpg");
+            std::string streamed;
+            vlm_message m = {"user", r.prompt.c_str(), r.imgs.data(), (int)r.imgs.size()};
+            vlm_request_options o;
+            vlm_request_options_default(&o);
+            o.gen.max_new_tokens = 16;
+            o.gen.ignore_eos = 1;
+            o.gen.user = &streamed;
+            o.gen.on_text = [](void *u, const char *s, size_t n) {
+                static_cast<std::string *>(u)->append(s, n);
+                return 0;
+            };
+            vlm_job *j;
+            ASSERT_EQ(vlm_engine_submit(e, &m, 1, &o, &j), VLM_OK);
+            const vlm_result *res;
+            vlm_job_wait(j, &res);
+            EXPECT_EQ(streamed, res->text);
+            texts[t] = res->text;
+            vlm_job_free(j);
+        });
+    for (auto &x : th) x.join();
+    for (int t = 1; t < 4; t++) EXPECT_EQ(texts[t], texts[0]);
+    std::vector<int64_t> counts(4096);
+    vlm_engine_stats st;
+    ASSERT_EQ(vlm_engine_stats_get(e, &st), VLM_OK);
+    const int64_t n = vlm_engine_expert_counts(e, counts.data(), (int64_t)counts.size());
+    ASSERT_EQ(n, (int64_t)st.n_moe_layers * st.n_experts);
+    int64_t sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += counts[i];
+    // every row of every step went through top-k experts in every MoE layer
+    const int k = 3; // tiny-mha: num_experts_per_tok
+    EXPECT_EQ(sum % (st.n_moe_layers * k), 0);
+    EXPECT_EQ(sum / (st.n_moe_layers * k), st.step_rows);
+    vlm_engine_close(e);
+}
+
+} // namespace
