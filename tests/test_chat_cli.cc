@@ -240,42 +240,49 @@ TEST(Ask, StopStringsCutTheAnswer)
     Turn base = library({{"user", "What is this?"}, {"assistant", ""}}, 0, 12, 1);
     ASSERT_EQ(base.ids.size(), 12u);
     const vlm_tokenizer *tok = vlm_model_tokenizer(model());
-    // The expected cut: the fewest tokens whose text (special tokens included) holds the stop string.
+    // Stop strings match the text the user sees. The expected cut: the fewest tokens whose visible text
+    // (special tokens left out) holds the stop string.
     auto cut = [&](const std::string &stop) {
         for (size_t k = 1; k <= base.ids.size(); k++) {
             std::vector<int32_t> pre(base.ids.begin(), base.ids.begin() + (long)k);
-            if (detok(pre, 1).find(stop) != std::string::npos) return pre;
+            if (detok(pre, 0).find(stop) != std::string::npos) return pre;
         }
         return base.ids;
     };
-    // An ASCII character of the answer that no special token's text ("<|unused_N|>") holds, and a
-    // special token's text, both picked from the answer itself.
-    std::string visible = detok(base.ids, 0), stop1, stop2;
+    auto plain_ascii = [](char ch) { return ch >= ' ' && ch < 0x7f && ch != '\'' && ch != '\\'; };
+    // An ASCII character of the answer, a special token's text, and two visible characters with hidden
+    // special tokens between them, all picked from the answer itself.
+    std::string visible = detok(base.ids, 0), stop1, stop2, stop3;
     for (char ch : visible)
-        if (ch >= ' ' && ch < 0x7f && !strchr("<|>_unsed0123456789'\\", ch)) {
+        if (plain_ascii(ch)) {
             stop1 = std::string(1, ch);
             break;
         }
     ASSERT_FALSE(stop1.empty()) << visible;
-    size_t special_at = 0;
-    for (size_t i = 1; i < base.ids.size() && stop2.empty(); i++)  // a special token not seen before it
-        if (vlm_tokenizer_is_special(tok, base.ids[i]) &&
-            std::find(base.ids.begin(), base.ids.begin() + (long)i, base.ids[i]) == base.ids.begin() + (long)i)
-            stop2 = vlm_tokenizer_id_to_token(tok, base.ids[special_at = i]);
+    for (size_t i = 1; i < base.ids.size() && stop2.empty(); i++)
+        if (vlm_tokenizer_is_special(tok, base.ids[i])) stop2 = vlm_tokenizer_id_to_token(tok, base.ids[i]);
     ASSERT_FALSE(stop2.empty());
-    // shown text: up to the character; up to the special token's start
-    std::vector<int32_t> before_special(base.ids.begin(), base.ids.begin() + (long)special_at);
+    for (size_t i = 1; i < base.ids.size() && stop3.empty(); i++) {
+        if (!vlm_tokenizer_is_special(tok, base.ids[i])) continue;
+        const std::string before = detok(std::vector<int32_t>(base.ids.begin(), base.ids.begin() + (long)i), 0);
+        if (before.empty() || before.size() >= visible.size()) continue;
+        const std::string s3 = before.substr(before.size() - 1) + visible[before.size()];
+        if (plain_ascii(s3[0]) && plain_ascii(s3[1]) && visible.find(s3) == before.size() - 1) stop3 = s3;
+    }
+    ASSERT_FALSE(stop3.empty()) << "no visible pair split by a special token in: " << detok(base.ids, 1);
+    // shown text: up to the character; the whole answer (a hidden token's text is no stop); up to the pair
     std::vector<std::pair<std::string, std::string>> cases = {{stop1, visible.substr(0, visible.find(stop1))},
-                                                             {stop2, detok(before_special, 0)}};
+                                                             {stop2, visible},
+                                                             {stop3, visible.substr(0, visible.find(stop3))}};
     for (auto &c : cases) {
         const std::string &stop = c.first;
         Result r = ask("--json --stop '" + stop + "'" + q);
         ASSERT_EQ(r.status, 0) << r.err;
         Answer a = parse_json(r.out);
         std::vector<int32_t> want = cut(stop);
-        EXPECT_LT(want.size(), base.ids.size()) << stop;
         EXPECT_EQ(a.ids, want) << stop;
-        EXPECT_EQ(a.stop_reason, "stop_string") << stop;
+        EXPECT_EQ(a.stop_reason, stop == stop2 ? "length" : "stop_string") << stop;
+        if (stop != stop2) EXPECT_LT(want.size(), base.ids.size()) << stop;
         EXPECT_EQ(a.text, c.second) << stop;
         // streaming prints the same text, then a newline
         Result plain = ask("--stop '" + stop + "'" + q);

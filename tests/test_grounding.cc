@@ -424,16 +424,76 @@ TEST(StopText, HoldsBackWhatMayStartAStopString)
     EXPECT_FALSE(vlm_stop_text_stopped(st.s));
 }
 
-TEST(StopText, SpecialTokensAreMatchedButNotShown)
+// Stop strings match the text the user sees: a hidden special token's text never matches one.
+TEST(StopText, HiddenSpecialTokensNeverMatch)
 {
-    Stop st({"<|/ref|>"});
+    Stop st({"<|/ref|>", "|>"});
     int hit;
-    EXPECT_EQ(st.push("<|ref|>", 0), "");
+    EXPECT_EQ(st.push("<|ref|>", 0, &hit), "");
+    EXPECT_EQ(hit, 0);
     EXPECT_EQ(st.push("cat"), "cat");
     EXPECT_EQ(st.push("<|/ref|>", 0, &hit), "");
+    EXPECT_EQ(hit, 0);
+    EXPECT_FALSE(vlm_stop_text_stopped(st.s));
+    EXPECT_EQ(st.push(" and"), " and");
+    EXPECT_EQ(st.finish(), "");
+    EXPECT_EQ(st.text(0), "<|ref|>cat<|/ref|> and");
+    EXPECT_EQ(st.text(1), "cat and");
+}
+
+// Written out as visible text, the same characters do stop.
+TEST(StopText, VisibleTextOfASpecialTokenStops)
+{
+    Stop st({"<|/det|>"});
+    int hit;
+    EXPECT_EQ(st.push("<|det|>", 0), "");
+    EXPECT_EQ(st.push("a <|/de", 1, &hit), "a ");  // "<|/de" may begin the stop string
+    EXPECT_EQ(st.push("t|> b", 1, &hit), "");
     EXPECT_EQ(hit, 1);
-    EXPECT_EQ(st.text(0), "<|ref|>cat");
-    EXPECT_EQ(st.text(1), "cat");
+    EXPECT_EQ(st.shown, "a ");
+    EXPECT_EQ(st.text(0), "<|det|>a ");
+}
+
+// A hidden piece between the visible bytes does not split a stop string.
+TEST(StopText, StopStringSplitByAHiddenTokenStillStops)
+{
+    {
+        Stop st({"Hello"});
+        int hit;
+        EXPECT_EQ(st.push("Hel", 1, &hit), "");  // may begin "Hello": held
+        EXPECT_EQ(st.push("<|ref|>", 0, &hit), "");
+        EXPECT_EQ(hit, 0);
+        EXPECT_EQ(st.push("lo world", 1, &hit), "");
+        EXPECT_EQ(hit, 1);
+        EXPECT_EQ(st.finish(), "");
+        EXPECT_EQ(st.shown, "");
+        EXPECT_EQ(st.text(0), "");
+        EXPECT_EQ(st.text(1), "");
+    }
+    {
+        Stop st({"lo w"});
+        int hit;
+        EXPECT_EQ(st.push("Hel", 1, &hit), "He");  // "l" may begin "lo w": held
+        EXPECT_EQ(st.push("<|ref|>", 0, &hit), "");
+        EXPECT_EQ(st.push("l", 1, &hit), "l");  // the first "l" did not; the new one is held
+        EXPECT_EQ(st.push("<|/ref|>", 0, &hit), "");
+        EXPECT_EQ(st.push("o", 1, &hit), "");
+        EXPECT_EQ(st.push("<|det|>", 0, &hit), "");
+        EXPECT_EQ(st.push(" world", 1, &hit), "");
+        EXPECT_EQ(hit, 1);
+        EXPECT_EQ(st.shown, "Hel");
+        EXPECT_EQ(st.text(1), "Hel");
+        EXPECT_EQ(st.text(0), "Hel<|ref|>");  // cut before the stop string's first visible byte
+    }
+    {
+        Stop st({"ab"});  // the held byte is released once the next visible byte settles it
+        EXPECT_EQ(st.push("xa"), "x");
+        EXPECT_EQ(st.push("<|ref|>", 0), "");
+        EXPECT_EQ(st.push("c"), "ac");
+        EXPECT_EQ(st.finish(), "");
+        EXPECT_EQ(st.text(0), "xa<|ref|>c");
+        EXPECT_EQ(st.text(1), "xac");
+    }
 }
 
 TEST(StopText, EarliestStopWinsAndEmptyIsRefused)

@@ -15,6 +15,9 @@ struct vlm_stop_text {
     char *text;     /* everything pushed, cut at the stop string; NUL-terminated */
     uint8_t *vis;   /* per byte of text: visible? */
     size_t len, cap;
+    char *vtext;    /* the visible bytes of text, where stop strings are looked for; NUL-terminated */
+    size_t *vpos;   /* per byte of vtext: its index in text */
+    size_t vlen, vcap;
     size_t released; /* text[0..released) has been handed out */
     int stopped;
     char *out; /* show buffer, and get(visible_only) */
@@ -55,15 +58,18 @@ void vlm_stop_text_free(vlm_stop_text *s)
     free(s->stop_len);
     free(s->text);
     free(s->vis);
+    free(s->vtext);
+    free(s->vpos);
     free(s->out);
     free(s);
 }
 
 void vlm_stop_text_reset(vlm_stop_text *s)
 {
-    s->len = s->released = 0;
+    s->len = s->released = s->vlen = 0;
     s->stopped = 0;
     if (s->text) s->text[0] = '\0';
+    if (s->vtext) s->vtext[0] = '\0';
 }
 
 int vlm_stop_text_stopped(const vlm_stop_text *s) { return s->stopped; }
@@ -94,14 +100,11 @@ static void visible(vlm_stop_text *s, size_t b, size_t e, const char **show, siz
     *show_len = n;
 }
 
-int vlm_stop_text_push(vlm_stop_text *s, const char *text, size_t len, int visible_flag, const char **show,
-                       size_t *show_len)
+/* Room for n more bytes of text (and of visible text). */
+static int reserve(vlm_stop_text *s, size_t n)
 {
-    *show = "";
-    *show_len = 0;
-    if (s->stopped) return 1;
-    if (s->len + len + 1 > s->cap) {
-        size_t cap = (s->len + len + 1) * 2;
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = (s->len + n + 1) * 2;
         char *t = realloc(s->text, cap);
         if (!t) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
         s->text = t;
@@ -110,43 +113,76 @@ int vlm_stop_text_push(vlm_stop_text *s, const char *text, size_t len, int visib
         s->vis = v;
         s->cap = cap;
     }
-    size_t old = s->len;
+    if (s->vlen + n + 1 > s->vcap) {
+        size_t cap = (s->vlen + n + 1) * 2;
+        char *t = realloc(s->vtext, cap);
+        if (!t) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        s->vtext = t;
+        size_t *p = realloc(s->vpos, cap * sizeof *p);
+        if (!p) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        s->vpos = p;
+        s->vcap = cap;
+    }
+    return VLM_OK;
+}
+
+int vlm_stop_text_push(vlm_stop_text *s, const char *text, size_t len, int visible_flag, const char **show,
+                       size_t *show_len)
+{
+    *show = "";
+    *show_len = 0;
+    if (s->stopped) return 1;
+    int rc = reserve(s, len);
+    if (rc) return rc;
+    const size_t old_vlen = s->vlen;
     if (len) {
-        memcpy(s->text + old, text, len);
-        memset(s->vis + old, visible_flag ? 1 : 0, len);
+        memcpy(s->text + s->len, text, len);
+        memset(s->vis + s->len, visible_flag ? 1 : 0, len);
+        if (visible_flag) {
+            memcpy(s->vtext + s->vlen, text, len);
+            for (size_t i = 0; i < len; i++) s->vpos[s->vlen + i] = s->len + i;
+            s->vlen += len;
+        }
     }
     s->len += len;
     s->text[s->len] = '\0';
+    s->vtext[s->vlen] = '\0';
     if (!s->n_stops) {
         visible(s, s->released, s->len, show, show_len);
         s->released = s->len;
         return 0;
     }
-    /* a stop string can only newly appear across the new bytes */
-    size_t from = old + 1 > s->max_len ? old + 1 - s->max_len : 0, cut = SIZE_MAX;
-    for (int i = 0; i < s->n_stops; i++) {
-        const char *p = memmem(s->text + from, s->len - from, s->stops[i], s->stop_len[i]);
-        if (p && (size_t)(p - s->text) < cut) cut = (size_t)(p - s->text);
+    /* a stop string can only newly appear across the new visible bytes (a hidden piece adds none, but
+     * it does not separate the visible bytes around it either) */
+    if (s->vlen > old_vlen) {
+        size_t from = old_vlen + 1 > s->max_len ? old_vlen + 1 - s->max_len : 0, cut = SIZE_MAX;
+        for (int i = 0; i < s->n_stops; i++) {
+            const char *p = memmem(s->vtext + from, s->vlen - from, s->stops[i], s->stop_len[i]);
+            if (p && (size_t)(p - s->vtext) < cut) cut = (size_t)(p - s->vtext);
+        }
+        if (cut != SIZE_MAX) { /* the text ends before the stop string's first byte */
+            const size_t tcut = s->vpos[cut];
+            s->vlen = cut;
+            s->vtext[cut] = '\0';
+            s->len = tcut;
+            s->text[tcut] = '\0';
+            s->stopped = 1;
+            if (tcut > s->released) visible(s, s->released, tcut, show, show_len);
+            s->released = tcut;
+            return 1;
+        }
     }
-    if (cut != SIZE_MAX) {
-        s->len = cut;
-        s->text[cut] = '\0';
-        s->stopped = 1;
-        if (cut > s->released) visible(s, s->released, cut, show, show_len);
-        s->released = cut;
-        return 1;
-    }
-    /* hold back the longest tail that a stop string starts with */
+    /* hold back the longest visible tail that a stop string starts with (from its first byte on) */
     size_t hold = 0;
     for (int i = 0; i < s->n_stops; i++) {
-        size_t k = s->stop_len[i] - 1 < s->len ? s->stop_len[i] - 1 : s->len;
+        size_t k = s->stop_len[i] - 1 < s->vlen ? s->stop_len[i] - 1 : s->vlen;
         for (; k > hold; k--)
-            if (memcmp(s->text + s->len - k, s->stops[i], k) == 0) {
+            if (memcmp(s->vtext + s->vlen - k, s->stops[i], k) == 0) {
                 hold = k;
                 break;
             }
     }
-    size_t safe = s->len - hold;
+    size_t safe = hold ? s->vpos[s->vlen - hold] : s->len;
     if (safe > s->released) {
         visible(s, s->released, safe, show, show_len);
         s->released = safe;
@@ -164,13 +200,7 @@ void vlm_stop_text_finish(vlm_stop_text *s, const char **show, size_t *show_len)
 
 const char *vlm_stop_text_get(vlm_stop_text *s, int visible_only, size_t *len)
 {
-    if (!visible_only) {
-        if (len) *len = s->len;
-        return s->text ? s->text : "";
-    }
-    const char *p;
-    size_t n;
-    visible(s, 0, s->len, &p, &n);
-    if (len) *len = n;
-    return p;
+    if (len) *len = visible_only ? s->vlen : s->len;
+    if (visible_only) return s->vtext ? s->vtext : "";
+    return s->text ? s->text : "";
 }

@@ -6,10 +6,14 @@
  * strings, and the stop string itself is not part of the answer. So text that
  * could be the beginning of a stop string (a suffix of the text equal to a
  * prefix of a stop string) is held back until the next piece settles it.
- * Stop strings are matched against all the text, special tokens' text
- * included (so "<|/det|>" works); pieces pushed with visible = 0 (special
- * tokens the user does not see) are kept for matching and for the full text
- * but never come out of push/finish. */
+ *
+ * Stop strings are matched against the text the user sees: the visible
+ * pieces, joined. Pieces pushed with visible = 0 (special tokens the user
+ * does not see, e.g. "<|ref|>") are kept for the full text but never come out
+ * of push/finish, never match a stop string ("<|/det|>" as a stop string stops
+ * only where that text is visible), and do not split one either: visible
+ * "Hel", hidden "<|ref|>", visible "lo" stop at "Hello". The full text is cut
+ * before the stop string's first visible byte (hidden pieces before it stay). */
 #ifndef VLM_TEXT_STOP_TEXT_H
 #define VLM_TEXT_STOP_TEXT_H
 
@@ -39,8 +43,8 @@ void vlm_stop_text_finish(vlm_stop_text *s, const char **show, size_t *show_len)
 /* Non-zero once a stop string was found. */
 int vlm_stop_text_stopped(const vlm_stop_text *s);
 /* The answer so far (cut before the stop string): all of it with the hidden
- * pieces (visible_only 0) or only the visible pieces (1). NUL-terminated,
- * valid until the next push/finish/reset. */
+ * pieces (visible_only 0) or only the visible pieces (1), the text stop strings
+ * are matched in. NUL-terminated, valid until the next push/finish/reset. */
 const char *vlm_stop_text_get(vlm_stop_text *s, int visible_only, size_t *len);
 
 #ifdef __cplusplus
