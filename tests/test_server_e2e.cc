@@ -369,3 +369,87 @@ TEST_F(ServerE2E, DrainDeadlineCancelsWhatIsLeft)
 }
 
 }  // namespace
+
+namespace {
+
+std::string Sha256Hex(const std::string &s)
+{
+    std::string out;
+    golden::run("printf %s '" + s + "' | sha256sum | cut -c1-64", &out);
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return out;
+}
+
+// --block-list on the prompt (400) and on the answer (finish_reason content_filter, streamed or not), and the
+// --audit-log lines of those requests (key id a hash, image hashes, tokens, finish; text with --audit-content).
+TEST_F(ServerE2E, BlockListAndAuditLog)
+{
+    const std::string block = Tmp("block.txt"), audit = Tmp("audit.jsonl"), keys = Tmp("keys.txt");
+    // the tiny model's greedy answer to case 1 is "+++++": three of them in a row are blocked
+    std::ofstream(block) << "# test patterns\n(?i)forbidden\\s+word\n\\+\\+\\+\n";
+    std::ofstream(keys) << "sk-audit-one\nsk-audit-two\n";
+    remove(audit.c_str());
+    Server s;
+    std::string why;
+    ASSERT_TRUE(s.Start({"--block-list", block, "--audit-log", audit, "--audit-content", "--api-key-file", keys}, &why)) << why;
+    const std::string auth = " -H 'Authorization: Bearer sk-audit-two' ";
+    std::string out;
+    golden::run("curl -sS -w ' %{http_code}'" + auth + s.Base() +
+                    "/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"say the FORBIDDEN word\"}]}'",
+                &out);
+    EXPECT_NE(out.find("\"code\":\"content_filter\""), std::string::npos) << out;
+    EXPECT_NE(out.find(" 400"), std::string::npos) << out;
+
+    const std::string body_path = Tmp("block.json");
+    std::ofstream(body_path, std::ios::binary) << CurlBody(false);
+    golden::run("curl -sS" + auth + "--data-binary @" + body_path + " " + s.Base() + "/v1/chat/completions", &out);
+    cJSON *j = cJSON_Parse(out.c_str());
+    ASSERT_TRUE(j) << out;
+    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
+    EXPECT_STREQ(cJSON_GetObjectItem(c0, "finish_reason")->valuestring, "content_filter") << out;
+    const std::string content = cJSON_GetObjectItem(cJSON_GetObjectItem(c0, "message"), "content")->valuestring;
+    EXPECT_EQ(content.find("+++"), std::string::npos) << content; // the answer stops before the match
+    cJSON_Delete(j);
+
+    std::ofstream(body_path, std::ios::binary) << CurlBody(true);
+    golden::run("curl -sS -N" + auth + "--data-binary @" + body_path + " " + s.Base() + "/v1/chat/completions", &out);
+    EXPECT_NE(out.find("\"finish_reason\":\"content_filter\""), std::string::npos) << out;
+    EXPECT_EQ(ParseSse(out).events.back(), "[DONE]");
+    EXPECT_EQ(s.Stop(), 0);
+
+    // the audit log: one line per chat request
+    std::ifstream f(audit);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(f, l);) lines.push_back(l);
+    ASSERT_EQ(lines.size(), 3u) << Slurp(audit);
+    const std::string key_id = Sha256Hex("sk-audit-two").substr(0, 16);
+    std::string img_hash;
+    golden::run("sha256sum " + Image() + " | cut -c1-64", &img_hash);
+    img_hash.resize(64);
+    for (size_t i = 0; i < lines.size(); i++) {
+        SCOPED_TRACE(lines[i]);
+        EXPECT_EQ(lines[i].find("sk-audit"), std::string::npos); // never the key itself
+        cJSON *a = cJSON_Parse(lines[i].c_str());
+        ASSERT_TRUE(a);
+        EXPECT_STREQ(cJSON_GetObjectItem(a, "key_id")->valuestring, key_id.c_str());
+        EXPECT_STREQ(cJSON_GetObjectItem(a, "client")->valuestring, "127.0.0.1");
+        EXPECT_TRUE(cJSON_IsString(cJSON_GetObjectItem(a, "request_id")));
+        EXPECT_TRUE(cJSON_IsNumber(cJSON_GetObjectItem(a, "latency_ms")));
+        EXPECT_TRUE(cJSON_IsArray(cJSON_GetObjectItem(a, "messages")));
+        if (i == 0) {
+            EXPECT_EQ(cJSON_GetObjectItem(a, "status")->valuedouble, 400);
+            EXPECT_EQ(cJSON_GetObjectItem(a, "images")->valuedouble, 0);
+        } else {
+            EXPECT_EQ(cJSON_GetObjectItem(a, "status")->valuedouble, 200);
+            EXPECT_EQ(cJSON_GetObjectItem(a, "images")->valuedouble, 1);
+            EXPECT_STREQ(cJSON_GetArrayItem(cJSON_GetObjectItem(a, "image_sha256"), 0)->valuestring, img_hash.c_str());
+            EXPECT_STREQ(cJSON_GetObjectItem(a, "finish_reason")->valuestring, "content_filter");
+            EXPECT_GT(cJSON_GetObjectItem(a, "prompt_tokens")->valuedouble, 1000);
+            EXPECT_TRUE(cJSON_IsString(cJSON_GetObjectItem(a, "answer")));
+        }
+        cJSON_Delete(a);
+    }
+    for (const auto &p : {block, audit, keys, body_path}) remove(p.c_str());
+}
+
+}  // namespace
