@@ -1,0 +1,223 @@
+/* SRT, WebVTT and JSONL from segment records.
+ *
+ * SRT:  "N\nHH:MM:SS,mmm --> HH:MM:SS,mmm\ntext\n\n", numbered from 1.
+ * VTT:  "WEBVTT\n\n" then "HH:MM:SS.mmm --> HH:MM:SS.mmm\ntext\n\n"; the text escapes &, < and > (cue text
+ *       is markup there; it also keeps "-->" out of it).
+ * Both hold each caption on one line (a blank line would end the cue early; a line of digits or an arrow could
+ * be read as the next cue's header), so what a player shows is what the model said, white space aside.
+ * JSONL keeps the caption exactly as generated. */
+#include "caption/caption_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+void vlm_cap_record_free(vlm_cap_record *r)
+{
+    free(r->frames);
+    free(r->caption);
+    r->frames = NULL;
+    r->caption = NULL;
+}
+
+/* The code point at s (length *len; invalid: -1 with *len = 1). */
+static long decode_utf8(const unsigned char *s, int *len)
+{
+    unsigned c = s[0];
+    *len = 1;
+    if (c < 0x80) return (long)c;
+    int n;
+    unsigned long min;
+    if ((c & 0xE0) == 0xC0) n = 2, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) n = 3, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) n = 4, min = 0x10000;
+    else return -1;
+    unsigned long cp = c & (0x7Fu >> n);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return -1;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
+    *len = n;
+    return (long)cp;
+}
+
+static int is_space_cp(long cp)
+{
+    return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0) || cp == 0xA0 || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0xFEFF || (cp >= 0x2000 && cp <= 0x200B) || cp == 0x3000 || cp == ' ';
+}
+
+char *vlm_cap_one_line(const char *caption)
+{
+    vlm_cap_sbuf b = {0};
+    const unsigned char *p = (const unsigned char *)(caption ? caption : "");
+    int pending_space = 0;
+    while (*p) {
+        int len;
+        long cp = decode_utf8(p, &len);
+        if (cp >= 0 && is_space_cp(cp)) {
+            pending_space = 1;
+        } else {
+            if (pending_space && b.len) vlm_cap_sb_put(&b, " ", 1);
+            pending_space = 0;
+            if (cp < 0)
+                vlm_cap_sb_puts(&b, "\xEF\xBF\xBD");
+            else
+                vlm_cap_sb_put(&b, (const char *)p, (size_t)len);
+        }
+        p += len;
+    }
+    if (!b.len) vlm_cap_sb_puts(&b, "(no caption)");
+    if (b.oom) {
+        vlm_cap_sb_free(&b);
+        return NULL;
+    }
+    return b.s;
+}
+
+static char *finish_buf(vlm_cap_sbuf *b)
+{
+    if (b->oom) {
+        vlm_cap_sb_free(b);
+        return NULL;
+    }
+    if (!b->s) vlm_cap_sb_puts(b, "");
+    return b->s;
+}
+
+char *vlm_cap_srt(const vlm_cap_record *r, int n)
+{
+    vlm_cap_sbuf b = {0};
+    for (int i = 0; i < n; i++) {
+        char t0[24], t1[24];
+        vlm_cap_format_time(r[i].start_ms, ',', t0);
+        vlm_cap_format_time(r[i].end_ms, ',', t1);
+        char *line = vlm_cap_one_line(r[i].caption);
+        if (!line) {
+            vlm_cap_sb_free(&b);
+            return NULL;
+        }
+        vlm_cap_sb_printf(&b, "%d\n%s --> %s\n%s\n\n", i + 1, t0, t1, line);
+        free(line);
+    }
+    return finish_buf(&b);
+}
+
+char *vlm_cap_vtt(const vlm_cap_record *r, int n)
+{
+    vlm_cap_sbuf b = {0};
+    vlm_cap_sb_puts(&b, "WEBVTT\n\n");
+    for (int i = 0; i < n; i++) {
+        char t0[24], t1[24];
+        vlm_cap_format_time(r[i].start_ms, '.', t0);
+        vlm_cap_format_time(r[i].end_ms, '.', t1);
+        char *line = vlm_cap_one_line(r[i].caption);
+        if (!line) {
+            vlm_cap_sb_free(&b);
+            return NULL;
+        }
+        vlm_cap_sb_printf(&b, "%s --> %s\n", t0, t1);
+        for (const char *c = line; *c; c++) {
+            if (*c == '&')
+                vlm_cap_sb_puts(&b, "&amp;");
+            else if (*c == '<')
+                vlm_cap_sb_puts(&b, "&lt;");
+            else if (*c == '>')
+                vlm_cap_sb_puts(&b, "&gt;");
+            else
+                vlm_cap_sb_put(&b, c, 1);
+        }
+        vlm_cap_sb_puts(&b, "\n\n");
+        free(line);
+    }
+    return finish_buf(&b);
+}
+
+static void put_seconds(vlm_cap_sbuf *b, int64_t ms) { vlm_cap_sb_printf(b, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000)); }
+
+void vlm_cap_jsonl_record(vlm_cap_sbuf *b, const char *video, const vlm_cap_record *r, const char *settings_json)
+{
+    vlm_cap_sb_puts(b, "{\"video\":");
+    vlm_cap_sb_json_str(b, video);
+    vlm_cap_sb_printf(b, ",\"segment\":%d,\"start\":", r->index);
+    put_seconds(b, r->start_ms);
+    vlm_cap_sb_puts(b, ",\"end\":");
+    put_seconds(b, r->end_ms);
+    vlm_cap_sb_puts(b, ",\"frames\":[");
+    for (int i = 0; i < r->n_frames; i++) vlm_cap_sb_printf(b, "%s%.3f", i ? "," : "", r->frames[i]);
+    vlm_cap_sb_puts(b, "],\"caption\":");
+    vlm_cap_sb_json_str(b, r->caption);
+    vlm_cap_sb_puts(b, ",\"finish\":");
+    vlm_cap_sb_json_str(b, r->finish);
+    if (settings_json) {
+        vlm_cap_sb_puts(b, ",\"settings\":");
+        vlm_cap_sb_puts(b, settings_json);
+    }
+    vlm_cap_sb_puts(b, "}\n");
+}
+
+void vlm_cap_jsonl_summary(vlm_cap_sbuf *b, const char *video, const char *summary, const char *settings_json)
+{
+    vlm_cap_sb_puts(b, "{\"video\":");
+    vlm_cap_sb_json_str(b, video);
+    vlm_cap_sb_puts(b, ",\"summary\":");
+    vlm_cap_sb_json_str(b, summary);
+    if (settings_json) {
+        vlm_cap_sb_puts(b, ",\"settings\":");
+        vlm_cap_sb_puts(b, settings_json);
+    }
+    vlm_cap_sb_puts(b, "}\n");
+}
+
+void vlm_cap_jsonl_error(vlm_cap_sbuf *b, const char *video, const char *error)
+{
+    vlm_cap_sb_puts(b, "{\"video\":");
+    vlm_cap_sb_json_str(b, video);
+    vlm_cap_sb_puts(b, ",\"error\":");
+    vlm_cap_sb_json_str(b, error);
+    vlm_cap_sb_puts(b, "}\n");
+}
+
+static int write_one(const char *stem, const char *ext, const char *data)
+{
+    size_t len = strlen(stem) + strlen(ext) + 1;
+    char *path = malloc(len);
+    if (!path) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    snprintf(path, len, "%s%s", stem, ext);
+    int rc = vlm_cap_write_atomic(path, data, strlen(data));
+    free(path);
+    return rc;
+}
+
+int vlm_cap_write_video(const char *stem, unsigned formats, const char *video, const vlm_cap_record *r, int n,
+                        const char *summary, const char *settings_json)
+{
+    if (!formats) formats = VLM_CAPTION_ALL;
+    int rc = vlm_cap_mkdirs(stem, 1);
+    if (rc) return rc;
+    if (formats & VLM_CAPTION_SRT) {
+        char *s = vlm_cap_srt(r, n);
+        rc = s ? write_one(stem, ".srt", s) : vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        free(s);
+        if (rc) return rc;
+    }
+    if (formats & VLM_CAPTION_VTT) {
+        char *s = vlm_cap_vtt(r, n);
+        rc = s ? write_one(stem, ".vtt", s) : vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        free(s);
+        if (rc) return rc;
+    }
+    if (formats & VLM_CAPTION_JSONL) {
+        vlm_cap_sbuf b = {0};
+        for (int i = 0; i < n; i++) vlm_cap_jsonl_record(&b, video, &r[i], settings_json);
+        if (summary) vlm_cap_jsonl_summary(&b, video, summary, settings_json);
+        if (!b.s && !b.oom) vlm_cap_sb_puts(&b, "");
+        rc = b.oom ? vlm_errorf(VLM_ERR_NOMEM, "out of memory") : write_one(stem, ".jsonl", b.s);
+        vlm_cap_sb_free(&b);
+        if (rc) return rc;
+    }
+    return VLM_OK;
+}
