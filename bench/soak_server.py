@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Soak test of `vlm serve`: N concurrent clients for a while, mixing valid requests (streamed and not) with
+hostile ones (malformed JSON, a 50 MB body, bad base64, a pixel bomb, refused URLs, clients that disconnect
+mid-stream, slow clients reading one byte a second). Standard library only (asyncio + raw HTTP/1.1).
+
+    bench/soak_server.py --spawn build/vlm --model-dir tests/data/golden/tiny-mha --clients 32 --duration 60
+    bench/soak_server.py --base http://127.0.0.1:8080 --model deepseek-vl2-tiny --clients 32 --duration 1800
+
+Reports requests per minute, failed valid requests, hostile requests answered as expected, whether the server
+stayed up, its RSS at start / after warm-up / at the end (from /metrics), and whether the running count went
+back to 0 after the disconnects. Exit status 0 when no valid request failed, the server never died, and the
+running count returned to 0."""
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+import urllib.parse
+import zlib
+
+
+def png_bomb(w=100000, h=100000):
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+class Soak:
+    def __init__(self, a):
+        self.a = a
+        u = urllib.parse.urlparse(a.base)
+        self.host, self.port = u.hostname, u.port or 80
+        with open(a.image, "rb") as f:
+            self.image_url = "data:image/png;base64," + base64.b64encode(f.read()).decode()
+        self.stats = {}
+        self.fail_samples = []
+        self.latencies = []
+
+    def count(self, kind, ok):
+        s = self.stats.setdefault(kind, [0, 0])
+        s[0 if ok else 1] += 1
+
+    async def request(self, method, path, body=b"", read=True, slow=False, disconnect_after=None, timeout=600):
+        """(status, headers, body bytes) or raises. disconnect_after: close after this many body bytes."""
+        r, w = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 30)
+        try:
+            head = "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n" % (
+                method, path, self.host, len(body))
+            if self.a.key:
+                head += "Authorization: Bearer %s\r\n" % self.a.key
+            w.write(head.encode() + b"\r\n")
+            for i in range(0, len(body), 1 << 20):
+                w.write(body[i:i + (1 << 20)])
+                await w.drain()
+            if not read:
+                return None, {}, b""
+            status_line = await asyncio.wait_for(r.readline(), timeout)
+            status = int(status_line.split()[1])
+            headers = {}
+            while True:
+                line = await asyncio.wait_for(r.readline(), timeout)
+                if line in (b"\r\n", b""):
+                    break
+                k, _, v = line.decode().partition(":")
+                headers[k.strip().lower()] = v.strip()
+            data = b""
+            while True:
+                if slow:
+                    chunk = await asyncio.wait_for(r.read(1), timeout)
+                    await asyncio.sleep(1.0)
+                else:
+                    chunk = await asyncio.wait_for(r.read(65536), timeout)
+                if not chunk:
+                    break
+                data += chunk
+                if disconnect_after is not None and len(data) >= disconnect_after:
+                    break
+                if slow and len(data) >= self.a.slow_bytes:
+                    break
+            return status, headers, data
+        finally:
+            w.close()
+
+    def chat_body(self, stream, max_tokens=None, **extra):
+        b = {"model": self.a.model, "max_tokens": max_tokens or self.a.max_tokens, "stream": stream,
+             "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": self.image_url}},
+                                                       {"type": "text", "text": random.choice(
+                                                           ["Describe this image.", "What is in it?", "Any text?"])}]}]}
+        b.update(extra)
+        return json.dumps(b).encode()
+
+    @staticmethod
+    def dechunk(data):
+        """The body of a chunked transfer encoding."""
+        out, i = b"", 0
+        while i < len(data):
+            j = data.find(b"\r\n", i)
+            if j < 0:
+                break
+            n = int(data[i:j].split(b";")[0], 16)
+            if n == 0:
+                break
+            out += data[j + 2:j + 2 + n]
+            i = j + 2 + n + 2
+        return out
+
+    async def valid(self, stream):
+        t = time.time()
+        kind = "valid_stream" if stream else "valid_json"
+        try:
+            st, h, data = await self.request("POST", "/v1/chat/completions", self.chat_body(stream))
+            if h.get("transfer-encoding") == "chunked":
+                data = self.dechunk(data)
+            ok = st == 200
+            if ok and stream:
+                events = [e[6:] for e in data.decode().split("\n\n") if e.startswith("data: ")]
+                ok = bool(events) and events[-1] == "[DONE]" and any('"finish_reason":"' in e for e in events)
+            elif ok:
+                ok = json.loads(data)["choices"][0]["finish_reason"] in ("stop", "length")
+            if not ok and len(self.fail_samples) < 5:
+                self.fail_samples.append("%s: %s %s" % (kind, st, data[:300]))
+        except Exception as e:  # noqa
+            ok = False
+            if len(self.fail_samples) < 5:
+                self.fail_samples.append("%s: %r" % (kind, e))
+        self.count(kind, ok)
+        if ok:
+            self.latencies.append(time.time() - t)
+
+    async def expect_status(self, kind, body, want, path="/v1/chat/completions"):
+        try:
+            st, _, data = await self.request("POST", path, body)
+            ok = st in want
+        except (ConnectionResetError, BrokenPipeError) as e:
+            ok = 413 in want  # a huge body may be cut off once the 413 is out
+            st, data = repr(e), b""
+        except Exception as e:  # noqa
+            ok, st, data = False, repr(e), b""
+        if not ok and len(self.fail_samples) < 5:
+            self.fail_samples.append("%s: %s %s" % (kind, st, data[:200]))
+        self.count(kind, ok)
+
+    async def hostile(self):
+        k = random.randrange(8)
+        m = self.a.model
+        if k == 0:
+            await self.expect_status("malformed_json", b'{"model": "' + m.encode() + b'", "messages": [', {400})
+        elif k == 1:
+            await self.expect_status("body_50mb", b"{\"x\":\"" + b"a" * (50 << 20) + b"\"}", {413})
+        elif k == 2:
+            await self.expect_status("bad_base64", self.chat_body(False, messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@not-base64@@@"}}]}]), {400})
+        elif k == 3:
+            await self.expect_status("pixel_bomb", self.chat_body(False, messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png_bomb()).decode()}}]}]),
+                {400})
+        elif k == 4:
+            url = random.choice(["http://127.0.0.1:1/a.png", "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/x.png",
+                                 "file:///etc/passwd"])
+            await self.expect_status("refused_url", self.chat_body(False, messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}}]}]), {400})
+        elif k == 5 or k == 6:
+            try:  # disconnect mid-stream
+                await self.request("POST", "/v1/chat/completions", self.chat_body(True, max_tokens=2000, ignore_eos=True),
+                                   disconnect_after=random.randint(200, 2000))
+                self.count("disconnect_mid_stream", True)
+            except Exception:  # noqa
+                self.count("disconnect_mid_stream", True)
+        else:
+            try:
+                st, _, data = await self.request("POST", "/v1/chat/completions", self.chat_body(True), slow=True)
+                self.count("slow_reader", st == 200)
+            except Exception as e:  # noqa
+                self.count("slow_reader", False)
+                if len(self.fail_samples) < 5:
+                    self.fail_samples.append("slow_reader: %r" % e)
+
+    async def client(self, i, deadline):
+        rnd = random.Random(i)
+        while time.time() < deadline:
+            x = rnd.random()
+            if x < self.a.hostile_share:
+                await self.hostile()
+            else:
+                await self.valid(stream=rnd.random() < 0.5)
+
+    async def metrics(self):
+        st, h, data = await self.request("GET", "/metrics")
+        if h.get("transfer-encoding") == "chunked":
+            data = self.dechunk(data)
+        vals = {}
+        for line in data.decode().splitlines():
+            m = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.eE+-]+)$", line)
+            if m:
+                vals[m.group(1)] = float(m.group(2))
+        return vals
+
+    async def run(self):
+        m0 = await self.metrics()
+        t0 = time.time()
+        warm = asyncio.create_task(asyncio.sleep(min(self.a.warmup, self.a.duration)))
+        tasks = [asyncio.create_task(self.client(i, t0 + self.a.duration)) for i in range(self.a.clients)]
+        await warm
+        m_warm = await self.metrics()
+        await asyncio.gather(*tasks)
+        elapsed = time.time() - t0
+        running = None
+        for _ in range(60):
+            m1 = await self.metrics()
+            running = m1.get("vlm_requests_running", -1)
+            if running == 0 and m1.get("vlm_requests_waiting", 0) == 0:
+                break
+            await asyncio.sleep(1)
+        return m0, m_warm, m1, elapsed, running
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", help="a running server, e.g. http://127.0.0.1:8080")
+    p.add_argument("--spawn", help="start this vlm binary's `serve` instead (with --model-dir)")
+    p.add_argument("--model-dir", help="model folder for --spawn")
+    p.add_argument("--serve-args", default="", help="more `vlm serve` options for --spawn")
+    p.add_argument("--model", default=None, help="model id (default: the folder name)")
+    p.add_argument("--key", default=os.environ.get("VLM_API_KEY", ""))
+    p.add_argument("--image", default=os.path.join(os.path.dirname(__file__), "..", "tests/data/golden/inputs/case1_640x480_png/image.png"))
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--duration", type=float, default=60)
+    p.add_argument("--warmup", type=float, default=20, help="seconds before the warm RSS is read")
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--hostile-share", type=float, default=0.3)
+    p.add_argument("--slow-bytes", type=int, default=20, help="bytes a slow client reads, one a second, before leaving")
+    a = p.parse_args()
+    proc = None
+    if a.spawn:
+        cmd = [a.spawn, "serve", "-m", a.model_dir, "--port", "0"] + a.serve_args.split()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        mm = re.match(r"listening on (http://\S+)", line)
+        if not mm:
+            sys.exit("soak: the server did not start: %r" % line)
+        a.base = mm.group(1)
+    if not a.base:
+        sys.exit("soak: give --base or --spawn")
+    if not a.model:
+        a.model = os.path.basename(os.path.normpath(a.model_dir)) if a.model_dir else "tiny-mha"
+    s = Soak(a)
+    m0, mw, m1, elapsed, running = asyncio.run(s.run())
+    alive = proc is None or proc.poll() is None
+    valid_ok = sum(s.stats.get(k, [0, 0])[0] for k in ("valid_stream", "valid_json"))
+    valid_bad = sum(s.stats.get(k, [0, 0])[1] for k in ("valid_stream", "valid_json"))
+    total = sum(v[0] + v[1] for v in s.stats.values())
+    rss = [m.get("process_resident_memory_bytes", 0) / 2**20 for m in (m0, mw, m1)]
+    lat = sorted(s.latencies)
+    report = {
+        "clients": a.clients, "seconds": round(elapsed, 1), "requests": total,
+        "requests_per_minute": round(total / elapsed * 60, 1), "valid_ok": valid_ok, "valid_failed": valid_bad,
+        "valid_latency_p50_s": round(lat[len(lat) // 2], 3) if lat else None,
+        "valid_latency_p95_s": round(lat[int(len(lat) * 0.95)], 3) if lat else None,
+        "generated_tokens": m1.get("vlm_generation_tokens_total", 0) - m0.get("vlm_generation_tokens_total", 0),
+        "by_kind_ok_failed": s.stats, "server_alive": alive,
+        "rss_mib_start_warm_end": [round(x, 1) for x in rss],
+        "rss_growth_after_warmup_pct": round((rss[2] / rss[1] - 1) * 100, 2) if rss[1] else None,
+        "running_after": running, "client_disconnects": m1.get("vlm_client_disconnects_total"),
+        "failure_samples": s.fail_samples,
+    }
+    report["generated_tok_s"] = round(report["generated_tokens"] / elapsed, 1)
+    print(json.dumps(report, indent=1))
+    if proc:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = -9
+        print("server exit status after SIGTERM: %d" % rc)
+        alive = alive and rc == 0
+    sys.exit(0 if valid_bad == 0 and alive and running == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
