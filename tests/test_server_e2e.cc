@@ -453,3 +453,21 @@ TEST_F(ServerE2E, BlockListAndAuditLog)
 }
 
 }  // namespace
+
+namespace {
+
+// A short version of bench/soak_server.py: 8 clients for 15 s, valid requests mixed with hostile ones
+// (malformed JSON, 50 MB bodies, bad base64, pixel bombs, refused URLs, mid-stream disconnects, slow readers).
+// No valid request fails, the server stays up, the running count is back to 0, SIGTERM exits 0.
+TEST(ServerSoak, ShortMixedLoad)
+{
+    std::string out;
+    const std::string cmd = "python3 " + golden::data_dir() + "/../../bench/soak_server.py --spawn " + golden::vlm_bin() +
+                            " --model-dir " + golden::model_dir("tiny-mha") + " --image " + golden::input_dir("case1_640x480_png") +
+                            "/image.png --clients 8 --duration 15 --warmup 5 --max-tokens 16 --slow-bytes 5";
+    EXPECT_EQ(golden::run(cmd, &out), 0) << out;
+    EXPECT_NE(out.find("\"valid_failed\": 0"), std::string::npos) << out;
+    EXPECT_NE(out.find("server exit status after SIGTERM: 0"), std::string::npos) << out;
+}
+
+}  // namespace

@@ -13,6 +13,8 @@
 #include <sstream>
 #include <string>
 
+#include "video_util.h"
+
 extern "C" {
 #include "server/chat_request.h"
 #include "server/chat_response.h"
@@ -236,6 +238,36 @@ TEST(ServerChatRequest, FetchedImageIsHashedAndSized)
     EXPECT_EQ(srv_chat_fetch(c, &mo, &e), -1);
     EXPECT_STREQ(e.code, "image_too_large");
     srv_chat_free(c);
+}
+
+TEST(ServerChatRequest, VideoUrlGivesEvenlySampledFrames)
+{
+    videotest::VideoSpec spec; // 30 frames of 64 x 48, 3 s
+    const std::string path = videotest::WriteVideo(spec, "srv.mp4");
+    ASSERT_FALSE(path.empty());
+    srv_media_options mo = {};
+    vlm_url_policy_default(&mo.url);
+    mo.url.media_dir = "/tmp";
+    mo.video_frames = 4;
+    const std::string body = Msgs("[{\"role\":\"user\",\"content\":[{\"type\":\"video_url\",\"video_url\":{\"url\":\"file://" + path +
+                                  "\"}},{\"type\":\"text\",\"text\":\"What happens?\"}]}]");
+    srv_chat *c = nullptr;
+    srv_error e{};
+    ASSERT_EQ(srv_chat_parse(body.data(), body.size(), nullptr, &c, &e), 0) << e.message;
+    ASSERT_EQ(srv_chat_fetch(c, &mo, &e), 0) << e.message;
+    ASSERT_EQ(srv_chat_build(c, &e), 0) << e.message;
+    EXPECT_EQ(c->media[0].n_frames, 4);
+    EXPECT_STREQ(c->vmsgs[0].content, "<image>\n<image>\n<image>\n<image>\nWhat happens?");
+    ASSERT_EQ(c->vmsgs[0].n_images, 4);
+    for (int i = 0; i < 4; i++) {
+        EXPECT_NE(c->vmsgs[0].images[i].rgb, nullptr);
+        EXPECT_EQ(c->vmsgs[0].images[i].width, 64);
+        EXPECT_EQ(c->vmsgs[0].images[i].height, 48);
+    }
+    // four different frames in time order: each frame is a flat grey that brightens with its index
+    for (int i = 1; i < 4; i++) EXPECT_GT(c->vmsgs[0].images[i].rgb[0], c->vmsgs[0].images[i - 1].rgb[0] + 10) << i;
+    srv_chat_free(c);
+    unlink(path.c_str());
 }
 
 TEST(ServerResponse, ErrorAndCompletionShapes)
