@@ -874,6 +874,106 @@ TEST(CaptionRun, ShardsThenMergeEqualOneRun)
     EXPECT_GT(n, 6);
 }
 
+TEST(CaptionRun, StartOffsetAndVariableFrameRateUseTheFramesOwnTimes)
+{
+    TmpDir d("vfr");
+    fs::create_directories(d / "vids");
+    capvid::Spec s;
+    s.frames = 10;
+    s.tb = {1, 100};
+    s.pts = {0, 10, 20, 150, 160, 170, 290, 300, 310, 320}; // 0.1 s steps, then gaps of 1.3 and 1.2 s
+    s.start = 500;                                 // the stream starts at 5 s
+    ASSERT_TRUE(capvid::Write(s, d / "vids/vfr.mp4"));
+    FakeEngine f;
+    auto o = Opts(d / "out");
+    o.frames = "every=1";
+    ASSERT_EQ(RunFake(f, {d / "vids/vfr.mp4"}, o).rc, VLM_OK) << vlm_last_error();
+    auto recs = Lines(Slurp(d / "out/vfr.jsonl"));
+    // wanted 0, 1, 2, 3: the frames on screen then are 0.0, 0.2 (until 1.5), 1.7 (until 2.9) and 3.0
+    std::vector<std::string> frames, spans;
+    for (auto &l : recs) {
+        cJSON *r = cJSON_Parse(l.c_str());
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.3f-%.3f", cJSON_GetObjectItem(r, "start")->valuedouble,
+                 cJSON_GetObjectItem(r, "end")->valuedouble);
+        spans.push_back(buf);
+        snprintf(buf, sizeof buf, "%.3f", cJSON_GetArrayItem(cJSON_GetObjectItem(r, "frames"), 0)->valuedouble);
+        frames.push_back(buf);
+        cJSON_Delete(r);
+    }
+    EXPECT_EQ(frames, (std::vector<std::string>{"0.000", "0.200", "1.700", "3.000"}));
+    ASSERT_EQ(spans.size(), 4u);
+    EXPECT_EQ(spans[0], "0.000-0.200");
+    EXPECT_EQ(spans[1], "0.200-1.700");
+    EXPECT_EQ(spans[2], "1.700-3.000");
+    EXPECT_EQ(spans[3].substr(0, 6), "3.000-"); // to the container's duration
+}
+
+TEST(CaptionRun, SummaryIsOneTextOnlyRequestPerVideo)
+{
+    TmpDir d("summary");
+    MakeVideos(d, 2);
+    FakeEngine f;
+    auto o = Opts(d / "out");
+    o.summary = 1;
+    auto r = RunFake(f, {d / "vids"}, o);
+    ASSERT_EQ(r.rc, VLM_OK);
+    EXPECT_EQ(f.answered.load(), 4 + 6 + 2);
+    auto jl = Lines(Slurp(d / "out/v0.jsonl"));
+    ASSERT_EQ(jl.size(), 5u);
+    EXPECT_NE(jl[4].find("\"summary\":"), std::string::npos) << jl[4];
+    int summaries = 0;
+    for (auto &p : f.prompts)
+        if (p.find("Here are timestamped captions of a video:\n[00:00:00.000] ") == 0) summaries++;
+    EXPECT_EQ(summaries, 2);
+    auto all = Slurp(d / "out/captions.jsonl");
+    EXPECT_EQ(Lines(all).size(), 4u + 6u + 2u);
+    // asking for summaries later does only them
+    FakeEngine f2;
+    o.summary = 0;
+    fs::remove_all(d / "out2");
+    auto o2 = Opts(d / "out2");
+    ASSERT_EQ(RunFake(f2, {d / "vids"}, o2).rc, VLM_OK);
+    FakeEngine f3;
+    o2.summary = 1;
+    ASSERT_EQ(RunFake(f3, {d / "vids"}, o2).rc, VLM_OK);
+    EXPECT_EQ(f3.answered.load(), 2);
+    EXPECT_EQ(Slurp(d / "out2/captions.jsonl"), all);
+}
+
+TEST(CaptionRun, FileUrlsBelowTheMediaFolder)
+{
+    TmpDir d("url");
+    auto vids = MakeVideos(d, 1);
+    FakeEngine f;
+    auto o = Opts(d / "out");
+    std::string media = d / "vids";
+    o.media_dir = media.c_str();
+    std::string url = "file://" + vids[0], outside = "file://" + (d / "elsewhere.mp4");
+    fs::copy_file(vids[0], d / "elsewhere.mp4");
+    auto r = RunFake(f, {url, outside}, o);
+    ASSERT_EQ(r.rc, VLM_OK);
+    EXPECT_EQ(r.st.videos_done, 1);
+    EXPECT_EQ(r.st.videos_failed, 1);
+    EXPECT_TRUE(fs::exists(d / "out/v0.srt"));
+    EXPECT_EQ(Lines(Slurp(d / "out/v0.jsonl")).size(), 4u);
+}
+
+TEST(CaptionRun, OverlappingWindowsGiveEveryFrameItsOwnSegment)
+{
+    TmpDir d("overlap");
+    MakeVideos(d, 1);
+    FakeEngine f;
+    auto o = Opts(d / "out");
+    o.window = 3;
+    o.stride = 1;
+    ASSERT_EQ(RunFake(f, {d / "vids"}, o).rc, VLM_OK);
+    auto jl = Lines(Slurp(d / "out/v0.jsonl"));
+    ASSERT_EQ(jl.size(), 4u);
+    EXPECT_NE(jl[0].find("\"frames\":[0.000,0.500,1.000]"), std::string::npos) << jl[0];
+    EXPECT_NE(jl[3].find("\"frames\":[1.500]"), std::string::npos) << jl[3];
+}
+
 // The files a run writes, read back by FFmpeg's own SRT and WebVTT demuxers and by the PyPI parsers.
 TEST(CaptionRun, SubtitlesReadBackByFfmpeg)
 {
