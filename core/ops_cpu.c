@@ -112,19 +112,24 @@ static float dot_bf16(const float *x, const uint16_t *w, int64_t K)
 /* a GEMV task is one vlm_linear_job (core/ops.h) split over output rows */
 typedef vlm_linear_job gemv_job;
 
+/* Output rows [b, e) for every input row, the input rows inner: a tile of 4 weight rows is read
+ * from memory once for all of them (a decode step of a batch of sequences). */
 void vlm_gemv_bf16_range(float *yy, const float *xx, int64_t M, const vlm_weight *W, const float *bias, int64_t b,
                          int64_t e)
 {
     const int64_t K = W->cols, N = W->rows;
     const uint16_t *w = W->data;
-    for (int64_t m = 0; m < M; m++) {
-        const float *x = xx + m * K;
-        float *y = yy + m * N;
-        int64_t n = b;
-        for (; n + 4 <= e; n += 4) gemv_bf16_rows4(x, w + n * K, K, y + n);
-        for (; n < e; n++) y[n] = dot_bf16(x, w + n * K, K);
-        if (bias)
-            for (n = b; n < e; n++) y[n] += bias[n];
+    for (int64_t n = b; n < e;) {
+        const int R = e - n >= 4 ? 4 : 1;
+        for (int64_t m = 0; m < M; m++) {
+            const float *x = xx + m * K;
+            float *y = yy + m * N;
+            if (R == 4) gemv_bf16_rows4(x, w + n * K, K, y + n);
+            else y[n] = dot_bf16(x, w + n * K, K);
+            if (bias)
+                for (int r = 0; r < R; r++) y[n + r] += bias[n + r];
+        }
+        n += R;
     }
 }
 
@@ -211,13 +216,18 @@ void vlm_op_linear(float *y, const float *x, int64_t M, const vlm_weight *W, con
     vlm_linear_ref(y, x, M, W, bias);
 }
 
+void vlm_gemv_bf16(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
+{
+    gemv_job g = {y, x, M, W, bias};
+    vlm_pool_for(vlm_pool_default(), W->rows, 64, gemv_bf16_task, &g);
+}
+
 void vlm_linear_ref(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
 {
     if (M <= 0 || W->rows <= 0) return;
     vlm_pool *pool = vlm_pool_default();
     if (M < 4 && W->dtype == VLM_DT_BF16) {
-        gemv_job g = {y, x, M, W, bias};
-        vlm_pool_for(pool, W->rows, 64, gemv_bf16_task, &g);
+        vlm_gemv_bf16(y, x, M, W, bias);
         return;
     }
     int threads = vlm_pool_threads(pool);

@@ -296,17 +296,22 @@ static TGT_INLINE void q4_pairs_rows(const vlm_weight *W, int64_t r0, const q4_x
     if (R > 1) acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
+/* Output rows [b, e) for every input row. The input rows are the inner loop: a tile of 4 weight rows
+ * is read from memory once and then from L1 for each further input row (a decode step of a batch of
+ * sequences reads the weights once, not once per sequence); each (input, output) sum is computed
+ * exactly as for a single input row. */
 TGT static void qgemv_range_avx2(const qgemv_job *j, int64_t b, int64_t e)
 {
+    const int64_t N = j->W->rows;
     if (j->pk) {
-        const int64_t np = j->nb / 2, N = j->W->rows;
-        for (int64_t m = 0; m < j->M; m++) {
-            const int8_t *xq = j->xq + m * j->nb * QB;
-            const float *xd = j->xd + m * j->nb;
-            const q4_xpack pk = q4_view(j->pk + (size_t)m * q4_pack_bytes(j->nb), np, xd);
-            float *y = j->y + m * N;
-            for (int64_t n = b; n < e;) {
-                const int R = e - n >= 4 ? 4 : 1;
+        const int64_t np = j->nb / 2;
+        for (int64_t n = b; n < e;) {
+            const int R = e - n >= 4 ? 4 : 1;
+            for (int64_t m = 0; m < j->M; m++) {
+                const int8_t *xq = j->xq + m * j->nb * QB;
+                const float *xd = j->xd + m * j->nb;
+                const q4_xpack pk = q4_view(j->pk + (size_t)m * q4_pack_bytes(j->nb), np, xd);
+                float *y = j->y + m * N;
                 __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
                 if (R == 4)
                     q4_pairs_rows(j->W, n, &pk, np, acc, 4);
@@ -321,21 +326,20 @@ TGT static void qgemv_range_avx2(const qgemv_job *j, int64_t b, int64_t e)
                     }
                     y[n + r] = s + (j->bias ? j->bias[n + r] : 0.0f);
                 }
-                n += R;
             }
+            n += R;
         }
         return;
     }
-    const int64_t N = j->W->rows;
-    for (int64_t m = 0; m < j->M; m++) {
-        const int8_t *xq = j->xq + m * j->nb * QB;
-        const float *xd = j->xd + m * j->nb;
-        float *y = j->y + m * N;
-        int64_t n = b;
-        for (; n + 4 <= e; n += 4) qdot_rows(j->W, n, xq, xd, j->nb, y + n, 4);
-        for (; n < e; n++) qdot_rows(j->W, n, xq, xd, j->nb, y + n, 1);
-        if (j->bias)
-            for (n = b; n < e; n++) y[n] += j->bias[n];
+    for (int64_t n = b; n < e;) {
+        const int R = e - n >= 4 ? 4 : 1;
+        for (int64_t m = 0; m < j->M; m++) {
+            float *y = j->y + m * N;
+            qdot_rows(j->W, n, j->xq + m * j->nb * QB, j->xd + m * j->nb, j->nb, y + n, R);
+            if (j->bias)
+                for (int r = 0; r < R; r++) y[n + r] += j->bias[n + r];
+        }
+        n += R;
     }
 }
 #endif
@@ -721,13 +725,11 @@ void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, c
     vlm_pool *pool = vlm_pool_default();
     const int threads = vlm_pool_threads(pool), avx = use_avx2();
     const int quantized = W->quant == VLM_WQ_Q8 || W->quant == VLM_WQ_Q4;
-    if (M < 4 && !quantized) {
-        vlm_weight plain = *W;
-        plain.quant = VLM_WQ_NONE; /* BF16 decode: the reference GEMV reads BF16 directly */
-        vlm_linear_ref(y, x, M, &plain, bias);
+    if (M <= VLM_GEMV_MAX_ROWS && !quantized && W->dtype == VLM_DT_BF16) {
+        vlm_gemv_bf16(y, x, M, W, bias); /* BF16 decode: the reference GEMV reads BF16 directly */
         return;
     }
-    if (M < 4) {
+    if (M <= VLM_GEMV_MAX_ROWS && quantized) {
         uint8_t *buf = malloc(qx_bytes(W, M));
         if (buf) {
             qgemv_job g;
@@ -761,7 +763,8 @@ typedef struct {
 
 static int batchable(const vlm_linear_job *j)
 {
-    return j->M > 0 && j->M < 4 && j->W->quant != VLM_WQ_NONE && j->W->rows > 0;
+    return j->M > 0 && j->M <= VLM_GEMV_MAX_ROWS && j->W->quant != VLM_WQ_NONE && j->W->rows > 0 &&
+           (j->W->quant != VLM_WQ_BF16 || j->W->dtype == VLM_DT_BF16);
 }
 
 /* Rows [b, e) of the concatenated row space; each chunk may span jobs. */
@@ -782,14 +785,9 @@ static void many_task(void *ctx, int64_t b, int64_t e)
     }
 }
 
-void vlm_op_linear_many(const vlm_linear_job *jobs, int n)
+/* One parallel pass over n <= MANY_MAX batchable jobs. */
+static void linear_many_pass(const vlm_linear_job *jobs, int n)
 {
-    int all = n > 0 && n <= MANY_MAX;
-    for (int i = 0; all && i < n; i++) all = batchable(&jobs[i]);
-    if (!all) {
-        for (int i = 0; i < n; i++) vlm_op_linear(jobs[i].y, jobs[i].x, jobs[i].M, jobs[i].W, jobs[i].bias);
-        return;
-    }
     many_job *mj = calloc(1, sizeof *mj);
     size_t xbytes = 0;
     for (int i = 0; i < n; i++)
@@ -827,4 +825,24 @@ void vlm_op_linear_many(const vlm_linear_job *jobs, int n)
     vlm_pool_for(pool, mj->first[n], grain, many_task, mj);
     free(xbuf);
     free(mj);
+}
+
+void vlm_op_linear_many(const vlm_linear_job *jobs, int n)
+{
+    /* the few-row products on converted weights go together, MANY_MAX per pass (in their order,
+     * so gate and up of one MLP still share the quantized input); the others one by one */
+    vlm_linear_job batch[MANY_MAX];
+    int nb = 0;
+    for (int i = 0; i < n; i++) {
+        if (!batchable(&jobs[i])) {
+            vlm_op_linear(jobs[i].y, jobs[i].x, jobs[i].M, jobs[i].W, jobs[i].bias);
+            continue;
+        }
+        batch[nb++] = jobs[i];
+        if (nb == MANY_MAX) {
+            linear_many_pass(batch, nb);
+            nb = 0;
+        }
+    }
+    if (nb) linear_many_pass(batch, nb);
 }

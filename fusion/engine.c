@@ -18,6 +18,7 @@
 #include "fusion/job.h"
 #include "fusion/model.h"
 #include "fusion/prefix_cache.h"
+#include "media/video.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -30,7 +31,7 @@
 struct vlm_engine {
     vlm_model *model;
     vlm_engine_options opt; /* limits resolved; strings owned below */
-    char *media_dir, **allow_addrs;
+    char *media_dir, *video_frames, **allow_addrs;
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
@@ -405,6 +406,15 @@ static int resolve_options(vlm_engine *e, const vlm_engine_options *o)
     if (!r->image_cache_mib) r->image_cache_mib = 256;
     e->media_dir = o && o->media_dir ? strdup(o->media_dir) : NULL;
     r->media_dir = e->media_dir;
+    if (o && o->video_frames) {
+        vlm_video_sampling vs;
+        int rc = vlm_video_sampling_parse(o->video_frames, &vs);
+        if (rc) return vlm_error_prefix(rc, "video_frames");
+        e->video_frames = strdup(o->video_frames);
+    }
+    r->video_frames = e->video_frames;
+    if (r->max_video_frames < 0 || r->max_video_frames > 256)
+        return vlm_errorf(VLM_ERR_INVALID, "max_video_frames %d: 1 to 256 (0 = 64)", r->max_video_frames);
     if (r->n_allow_addrs) {
         if (!o->allow_addrs) return vlm_errorf(VLM_ERR_INVALID, "engine options: allow_addrs is NULL");
         e->allow_addrs = calloc((size_t)r->n_allow_addrs, sizeof *e->allow_addrs);
@@ -499,6 +509,7 @@ void vlm_engine_close(vlm_engine *e)
     free(e->step_counts);
     free(e->logits);
     free(e->media_dir);
+    free(e->video_frames);
     for (int i = 0; e->allow_addrs && i < e->opt.n_allow_addrs; i++) free(e->allow_addrs[i]);
     free(e->allow_addrs);
     pthread_mutex_destroy(&e->mu);

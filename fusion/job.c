@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "fusion/prefix_cache.h"
+#include "media/resolve.h"
 #include "media/url.h"
 
 #include <stdio.h>
@@ -21,39 +22,157 @@ double vlm_now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* One image input to RGB. */
-static int decode_input(const vlm_engine_options *eo, const vlm_image_input *in, int64_t max_pixels, vlm_image *out)
+/* A picture of a request: a still image, or one frame of a video with its time. */
+typedef struct {
+    vlm_image img;
+    int video;
+    double t;
+} picture;
+
+/* One input to its pictures (a still image: one; a video: its sampled frames), appended to *pics. */
+static int resolve_input(const vlm_engine_options *eo, const vlm_image_input *in, int64_t max_pixels, picture **pics,
+                         int *n, int *cap)
 {
     vlm_image_limits lim;
     vlm_image_limits_default(&lim);
     if (max_pixels > 0) lim.max_pixels = max_pixels;
     const int set = !!in->path + !!in->bytes + !!in->rgb;
     if (set != 1) return vlm_errorf(VLM_ERR_INVALID, "an image needs exactly one of a path, bytes or RGB pixels");
-    if (in->rgb) {
-        if (in->width <= 0 || in->height <= 0) return vlm_errorf(VLM_ERR_INVALID, "RGB image of %dx%d pixels", in->width, in->height);
-        if ((int64_t)in->width * in->height > lim.max_pixels)
-            return vlm_errorf(VLM_ERR_LIMIT, "RGB image of %dx%d pixels is over the limit of %lld", in->width, in->height,
-                              (long long)lim.max_pixels);
-        const size_t n = (size_t)in->width * (size_t)in->height * 3;
-        if (!(out->rgb = malloc(n))) return vlm_errorf(VLM_ERR_NOMEM, "out of memory for a %dx%d image", in->width, in->height);
-        memcpy(out->rgb, in->rgb, n);
-        out->width = in->width;
-        out->height = in->height;
-        return VLM_OK;
-    }
-    if (in->bytes) return vlm_image_decode_memory(in->bytes, in->n_bytes, &lim, out);
-    if (!vlm_url_is_url(in->path)) return vlm_error_prefix(vlm_image_decode_file(in->path, &lim, out), "%s", in->path);
-    vlm_url_policy pol;
-    vlm_url_policy_default(&pol);
-    if (eo) {
+    vlm_resolved r = {0};
+    int rc = VLM_OK, count = 1;
+    if (!in->rgb) {
+        vlm_url_policy pol;
+        vlm_url_policy_default(&pol);
+        pol.accept = VLM_URL_ACCEPT_IMAGE | VLM_URL_ACCEPT_VIDEO;
         pol.allow_private = eo->allow_private;
         pol.allow_addrs = eo->allow_addrs;
         pol.n_allow_addrs = eo->n_allow_addrs > 0 ? (size_t)eo->n_allow_addrs : 0;
         pol.media_dir = eo->media_dir;
+        vlm_resolve_options ro;
+        vlm_resolve_options_default(&ro);
+        ro.url = &pol;
+        ro.image = &lim;
+        ro.sampling = eo->video_frames;
+        ro.max_frames = eo->max_video_frames > 0 ? eo->max_video_frames : 64;
+        ro.allow_paths = !eo->no_local_paths;
+        rc = in->path ? vlm_media_resolve(in->path, &ro, &r) : vlm_media_resolve_memory(in->bytes, in->n_bytes, NULL, &ro, &r);
+        if (rc == VLM_OK && r.cut)
+            rc = vlm_errorf(VLM_ERR_LIMIT, "the video's sampling (%s) plans %lld frames, over the limit of %d: ask for fewer frames",
+                            r.sampling, (long long)r.planned, ro.max_frames);
+        if (rc == VLM_OK && r.n == 0) rc = vlm_errorf(VLM_ERR_FORMAT, "no picture in the input");
+        count = r.n;
+    } else if (in->width <= 0 || in->height <= 0) {
+        rc = vlm_errorf(VLM_ERR_INVALID, "RGB image of %dx%d pixels", in->width, in->height);
+    } else if ((int64_t)in->width * in->height > lim.max_pixels) {
+        rc = vlm_errorf(VLM_ERR_LIMIT, "RGB image of %dx%d pixels is over the limit of %lld", in->width, in->height,
+                        (long long)lim.max_pixels);
     }
-    int rc = vlm_url_load_image(in->path, &pol, &lim, out);
-    /* a data: URL would make a very long message: name it by its start */
-    return rc ? vlm_error_prefix(rc, "%.64s%s", in->path, strlen(in->path) > 64 ? "..." : "") : rc;
+    if (rc == VLM_OK && *n + count > *cap) {
+        const int nc = (*n + count) * 2;
+        picture *np = realloc(*pics, (size_t)nc * sizeof *np);
+        if (!np) rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        else *pics = np, *cap = nc;
+    }
+    if (rc) {
+        vlm_resolved_free(&r);
+        if (in->path && strlen(in->path) > 64) return vlm_error_prefix(rc, "%.64s...", in->path);
+        return in->path ? vlm_error_prefix(rc, "%s", in->path) : rc;
+    }
+    if (in->rgb) {
+        picture *p = &(*pics)[*n];
+        const size_t bytes = (size_t)in->width * (size_t)in->height * 3;
+        if (!(p->img.rgb = malloc(bytes))) return vlm_errorf(VLM_ERR_NOMEM, "out of memory for a %dx%d image", in->width, in->height);
+        memcpy(p->img.rgb, in->rgb, bytes);
+        p->img.width = in->width;
+        p->img.height = in->height;
+        p->video = in->video_frame;
+        p->t = in->time_s;
+        (*n)++;
+        return VLM_OK;
+    }
+    for (int i = 0; i < r.n; i++) { /* the list's pictures change owner */
+        (*pics)[*n + i] = (picture){r.items[i].image, r.items[i].from_video, r.items[i].pts};
+        memset(&r.items[i].image, 0, sizeof r.items[i].image);
+    }
+    *n += r.n;
+    vlm_resolved_free(&r);
+    return VLM_OK;
+}
+
+/* A growing string. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int failed;
+} text_buf;
+
+static void tb_add(text_buf *b, const char *s, size_t n)
+{
+    if (b->failed) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->s = p, b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+/* The prompt text of pictures [first, first + n): "<image>" for a still image, "Frame k at t s: <image>"
+ * for video frames (numbered from 1 in each run of frames), separated by newlines. */
+static void tb_pictures(text_buf *b, const picture *p, int first, int n, int trailing_newline)
+{
+    int frame = 0;
+    for (int i = first; i < first + n; i++) {
+        char line[96];
+        frame = p[i].video ? frame + 1 : 0;
+        if (p[i].video) snprintf(line, sizeof line, "Frame %d at %.1f s: <image>", frame, p[i].t);
+        else snprintf(line, sizeof line, "<image>");
+        tb_add(b, line, strlen(line));
+        if (trailing_newline || i + 1 < first + n) tb_add(b, "\n", 1);
+    }
+}
+
+/* A message's text with its pictures placed: no markers: every picture in front, one per line (the
+ * official examples' layout); one marker per picture: as written; one marker per input: each marker
+ * stands for its input's pictures (a video's frames). */
+static char *place_pictures(const char *content, int markers, const picture *p, int first, const int *counts,
+                            int n_inputs, int total, int msg)
+{
+    text_buf b = {0};
+    if (markers == 0) {
+        tb_pictures(&b, p, first, total, 1);
+        tb_add(&b, content, strlen(content));
+    } else if (markers == total) {
+        tb_add(&b, content, strlen(content));
+    } else if (markers == n_inputs) {
+        const char *c = content;
+        int at = first;
+        for (int k = 0; k < n_inputs; k++) {
+            const char *m = strstr(c, "<image>");
+            tb_add(&b, c, (size_t)(m - c));
+            tb_pictures(&b, p, at, counts[k], 0);
+            at += counts[k];
+            c = m + 7;
+        }
+        tb_add(&b, c, strlen(c));
+    } else {
+        vlm_errorf(VLM_ERR_INVALID, "message %d has %d <image> marker%s for %d input%s (%d picture%s)", msg, markers,
+                   markers == 1 ? "" : "s", n_inputs, n_inputs == 1 ? "" : "s", total, total == 1 ? "" : "s");
+        free(b.s);
+        return NULL;
+    }
+    if (b.failed || !b.s) {
+        free(b.s);
+        b.s = b.failed ? NULL : strdup(content);
+        if (!b.s) vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    }
+    return b.s;
 }
 
 static int copy_options(struct vlm_job *j, const vlm_request_options *o)
@@ -81,9 +200,9 @@ static int build_prompt(const vlm_model *m, const vlm_engine_options *eo, const 
 {
     vlm_chat_message *cm = calloc((size_t)n_msgs + 1, sizeof *cm);
     char **texts = calloc((size_t)n_msgs + 1, sizeof *texts);
-    vlm_image *imgs = calloc(MAX_REQUEST_IMAGES, sizeof *imgs);
-    int n_imgs = 0, rc = VLM_OK;
-    if (!cm || !texts || !imgs) {
+    picture *pics = NULL;
+    int n_pics = 0, cap_pics = 0, rc = VLM_OK;
+    if (!cm || !texts) {
         rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -94,40 +213,46 @@ static int build_prompt(const vlm_model *m, const vlm_engine_options *eo, const 
                             msg->role ? msg->role : "(none)");
             break;
         }
-        if (msg->n_images < 0 || (msg->n_images && !msg->images) || n_imgs + msg->n_images > MAX_REQUEST_IMAGES) {
+        if (msg->n_images < 0 || (msg->n_images && !msg->images) || msg->n_images > MAX_REQUEST_IMAGES) {
             rc = vlm_errorf(VLM_ERR_LIMIT, "message %d: %d images; a request holds at most %d", i + 1, msg->n_images,
                             MAX_REQUEST_IMAGES);
             break;
         }
         const char *content = msg->content ? msg->content : "";
-        vlm_chat_message one = {msg->role, content};
-        const int markers = vlm_chat_count_images(&one, 1);
-        if (markers && markers != msg->n_images) {
-            rc = vlm_errorf(VLM_ERR_INVALID, "message %d has %d <image> marker%s but %d image%s", i + 1, markers,
-                            markers == 1 ? "" : "s", msg->n_images, msg->n_images == 1 ? "" : "s");
-            break;
+        const int first = n_pics;
+        int counts[MAX_REQUEST_IMAGES];
+        for (int k = 0; k < msg->n_images && rc == VLM_OK; k++) {
+            const int before = n_pics;
+            rc = resolve_input(eo, &msg->images[k], max_pixels, &pics, &n_pics, &cap_pics);
+            if (rc) rc = vlm_error_prefix(rc, "message %d, image %d", i + 1, k + 1);
+            counts[k] = n_pics - before;
         }
-        /* images without markers go in front, as vlm ask does */
-        texts[i] = markers ? strdup(content) : vlm_chat_place_images(content, msg->n_images);
+        if (rc == VLM_OK && n_pics > MAX_REQUEST_IMAGES)
+            rc = vlm_errorf(VLM_ERR_LIMIT, "the request has %d pictures (video frames count one each); at most %d",
+                            n_pics, MAX_REQUEST_IMAGES);
+        if (rc) break;
+        vlm_chat_message one = {msg->role, content};
+        texts[i] = place_pictures(content, vlm_chat_count_images(&one, 1), pics, first, counts, msg->n_images,
+                                  n_pics - first, i + 1);
         if (!texts[i]) {
-            rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+            rc = VLM_ERR_INVALID;
             break;
         }
         cm[i] = (vlm_chat_message){msg->role, texts[i]};
-        for (int k = 0; k < msg->n_images && rc == VLM_OK; k++, n_imgs++) {
-            rc = decode_input(eo, &msg->images[k], max_pixels, &imgs[n_imgs]);
-            if (rc) rc = vlm_error_prefix(rc, "message %d, image %d", i + 1, k + 1);
-        }
     }
     if (rc == VLM_OK) {
+        vlm_image *imgs = calloc((size_t)n_pics + 1, sizeof *imgs);
+        if (!imgs) rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        for (int k = 0; imgs && k < n_pics; k++) imgs[k] = pics[k].img;
         cm[n_msgs] = (vlm_chat_message){"assistant", ""}; /* the generation prompt */
-        rc = vlm_model_build_request(m, cm, n_msgs + 1, imgs, n_imgs, req);
+        if (rc == VLM_OK) rc = vlm_model_build_request(m, cm, n_msgs + 1, imgs, n_pics, req);
+        free(imgs);
     }
 done:
     for (int i = 0; texts && i <= n_msgs; i++) free(texts[i]);
-    for (int i = 0; imgs && i < n_imgs; i++) vlm_image_free(&imgs[i]);
+    for (int k = 0; k < n_pics; k++) vlm_image_free(&pics[k].img);
+    free(pics);
     free(texts);
-    free(imgs);
     free(cm);
     return rc;
 }
@@ -136,11 +261,13 @@ static int from_ids(const vlm_model *m, const vlm_engine_options *eo, const vlm_
 {
     if (o->n_prompt_ids <= 0 || o->n_prompt_images < 0 || o->n_prompt_images > MAX_REQUEST_IMAGES)
         return vlm_errorf(VLM_ERR_INVALID, "a prompt of %lld ids and %d images", (long long)o->n_prompt_ids, o->n_prompt_images);
-    vlm_image *imgs = calloc((size_t)o->n_prompt_images + 1, sizeof *imgs);
-    if (!imgs) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
-    int n = 0, rc = VLM_OK;
-    for (; n < o->n_prompt_images && rc == VLM_OK; n++) rc = decode_input(eo, &o->prompt_images[n], o->gen.max_pixels, &imgs[n]);
-    if (rc == VLM_OK) rc = vlm_model_prepare_images(m, imgs, o->n_prompt_images, req);
+    picture *pics = NULL;
+    int n = 0, cap = 0, rc = VLM_OK;
+    for (int k = 0; k < o->n_prompt_images && rc == VLM_OK; k++) rc = resolve_input(eo, &o->prompt_images[k], o->gen.max_pixels, &pics, &n, &cap);
+    vlm_image *imgs = calloc((size_t)n + 1, sizeof *imgs);
+    if (rc == VLM_OK && !imgs) rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    for (int k = 0; imgs && k < n; k++) imgs[k] = pics[k].img;
+    if (rc == VLM_OK) rc = vlm_model_prepare_images(m, imgs, n, req);
     if (rc == VLM_OK && !(req->ids = malloc((size_t)o->n_prompt_ids * sizeof *req->ids))) rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     if (rc == VLM_OK) {
         memcpy(req->ids, o->prompt_ids, (size_t)o->n_prompt_ids * sizeof *req->ids);
@@ -152,7 +279,8 @@ static int from_ids(const vlm_model *m, const vlm_engine_options *eo, const vlm_
                                 (long long)t, (long long)V);
     }
     if (rc == VLM_OK) rc = vlm_model_check_image_tokens(m, req);
-    for (int i = 0; i < n; i++) vlm_image_free(&imgs[i]);
+    for (int i = 0; i < n; i++) vlm_image_free(&pics[i].img);
+    free(pics);
     free(imgs);
     return rc;
 }

@@ -50,6 +50,9 @@ typedef struct {
     const char *const *allow_addrs; /* addresses or CIDR ranges allowed although private ("127.0.0.1") */
     int n_allow_addrs;
     const char *media_dir;    /* file:// URLs only below this folder (NULL: refused) */
+    int no_local_paths;       /* 1: plain file paths in vlm_image_input.path are refused (a server) */
+    const char *video_frames; /* frames taken from a video input: "n=8" (default), "fps=1", "every=2", "scene" */
+    int max_video_frames;     /* at most this many per video [64]; a cut plan is an error naming both counts */
 } vlm_engine_options;
 
 /* Generation settings of one request (vlm_engine_ask and vlm_engine_submit). */
@@ -94,14 +97,18 @@ int vlm_engine_ask(vlm_engine *e, const char *question, const char *const *image
  * long prompts are prefilled in chunks between decode steps). Functions here may be called from any
  * thread. Streamed text reaches o->on_text, the end of a job its on_done, both on the engine thread. */
 
-/* An image or a video: exactly one of path, bytes or rgb is set. */
+/* An image or a video: exactly one of path, bytes or rgb is set. What a path or bytes hold is told by
+ * their content: a video gives its frames (vlm_engine_options.video_frames), each placed in the prompt
+ * with its time ("Frame 1 at 0.0 s: <image>"). */
 typedef struct {
-    const char *path;   /* file path, or URL: data:image/...;base64,..., http(s):// (vlm_engine_options' URL policy),
-                           file:// (only below its media_dir) */
-    const void *bytes;  /* encoded image (JPEG, PNG, WebP, ...) in memory, n_bytes long */
+    const char *path;   /* file path (unless vlm_engine_options.no_local_paths), or URL: data:...;base64,...,
+                           http(s):// (the engine's URL policy), file:// (only below its media_dir) */
+    const void *bytes;  /* an encoded image (JPEG, PNG, WebP, ...) or video in memory, n_bytes long */
     size_t n_bytes;
     const uint8_t *rgb; /* decoded 8-bit RGB, rows packed, width * height * 3 bytes */
     int width, height;
+    int video_frame;    /* rgb is a video frame: placed as "Frame N at <time_s> s: <image>" */
+    double time_s;
 } vlm_image_input;
 
 /* One message of a conversation. The text may hold <image> markers, which take the message's images in

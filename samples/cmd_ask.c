@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "media/draw.h"
+#include "media/resolve.h"
 #include "media/image_write.h"
 #include "samples/cli.h"
 #include "text/decoder.h"
@@ -27,12 +28,14 @@
 #define MAX_STOPS 16
 
 typedef struct {
-    const char *model_dir, *question, *ids_text, *system, *draw_path, *quant, *device;
+    const char *model_dir, *question, *ids_text, *system, *draw_path, *quant, *device, *frames, *media_dir;
+    const char *allow_addrs[16];
+    int n_allow_addrs, allow_private;
     const char *images[MAX_IMAGES];
     int n_images;
     const char *stops[MAX_STOPS];
     int n_stops;
-    long long max_tokens, threads, max_pixels, context, top_k, seed;
+    long long max_tokens, threads, max_pixels, context, top_k, seed, max_frames;
     double temperature, top_p, rep_penalty;
     int json, ignore_eos, verbose;
     vlm_kv_type kv_cache;
@@ -48,8 +51,15 @@ static void usage(FILE *f)
           "    /reset         forget the conversation and its images\n"
           "    /quit          leave (so does end of input)\n"
           "  -m, --model DIR          checkpoint folder (config.json, *.safetensors, tokenizer.json)\n"
-          "  -i, --image FILE         an image (repeat for several); placed at each <image> in the question,\n"
-          "                           or before the question when it has no <image> markers\n"
+          "  -i, --image INPUT        an image or a video (repeat for several): a file, data: URL, http(s)://\n"
+          "                           URL or file:// URL (below --media-dir); placed at each <image> in the\n"
+          "                           question, or before it when it has no <image> markers; a video gives\n"
+          "                           its sampled frames, each as \"Frame N at T s: <image>\"\n"
+          "  --frames RULE            video frames: n=8 (default), fps=1, every=2 or scene\n"
+          "  --max-frames N           at most N frames per video (default 64; a longer plan is cut, with a note)\n"
+          "  --allow-private          URLs may reach private / loopback / link-local addresses\n"
+          "  --allow-addr A           ... or only these addresses or CIDR ranges (repeatable)\n"
+          "  --media-dir DIR          file:// URLs below DIR (refused otherwise)\n"
           "  --system TEXT            system prompt, put before the conversation\n"
           "  --stop TEXT              stop when the answer contains TEXT (not printed); repeatable\n"
           "  --max-tokens N           new tokens at most (default 512)\n"
@@ -91,12 +101,14 @@ static int parse_args(int argc, char **argv, ask_args *a)
     a->top_p = 1.0;
     a->rep_penalty = 1.0;
     a->max_pixels = 50000000;
+    a->max_frames = 64;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) { usage(stdout); return 1; }
         if (!strcmp(o, "--json")) { a->json = 1; continue; }
         if (!strcmp(o, "--ignore-eos")) { a->ignore_eos = 1; continue; }
         if (!strcmp(o, "-v") || !strcmp(o, "--verbose")) { a->verbose = 1; continue; }
+        if (!strcmp(o, "--allow-private")) { a->allow_private = 1; continue; }
         if (o[0] != '-' || !strcmp(o, "-")) {
             if (a->question) { fprintf(stderr, "vlm ask: more than one question given ('%s'); quote the question\n", o); return 2; }
             a->question = o;
@@ -113,7 +125,13 @@ static int parse_args(int argc, char **argv, ask_args *a)
             if (!*val) { fprintf(stderr, "vlm ask: --stop needs a non-empty string\n"); return 2; }
             if (a->n_stops == MAX_STOPS) { fprintf(stderr, "vlm ask: at most %d stop strings\n", MAX_STOPS); return 2; }
             a->stops[a->n_stops++] = val;
-        } else if (!strcmp(o, "--system")) a->system = val;
+        } else if (!strcmp(o, "--allow-addr")) {
+            if (a->n_allow_addrs == 16) { fprintf(stderr, "vlm ask: at most 16 --allow-addr\n"); return 2; }
+            a->allow_addrs[a->n_allow_addrs++] = val;
+        } else if (!strcmp(o, "--media-dir")) a->media_dir = val;
+        else if (!strcmp(o, "--frames")) a->frames = val;
+        else if (!strcmp(o, "--max-frames")) bad = cli_int("ask", o, val, 1, 256, &a->max_frames);
+        else if (!strcmp(o, "--system")) a->system = val;
         else if (!strcmp(o, "--draw")) a->draw_path = val;
         else if (!strcmp(o, "--ids")) a->ids_text = val;
         else if (!strcmp(o, "--quant")) a->quant = val;
@@ -185,7 +203,8 @@ typedef struct {
     int *n_msg_images;
     int n_msgs, cap_msgs;
     vlm_image images[MAX_IMAGES];
-    int n_images, n_pending; /* the last n_pending images go with the next question */
+    double times[MAX_IMAGES]; /* a video frame's time in seconds, -1 for a still image */
+    int n_images, n_pending;  /* the last n_pending images go with the next question */
     int printed;             /* the current answer has printed something */
 } session;
 
@@ -205,16 +224,55 @@ static void session_free(session *s)
     vlm_engine_close(s->e);
 }
 
-static int add_image(session *s, const char *path)
+/* An image or a video (its sampled frames), from a path or a URL, through the media layer's resolver. */
+static int add_image(session *s, const char *input)
 {
-    if (s->n_images == MAX_IMAGES) return vlm_errorf(VLM_ERR_LIMIT, "at most %d images in a conversation", MAX_IMAGES);
+    const ask_args *a = s->a;
     vlm_image_limits lim;
     vlm_image_limits_default(&lim);
-    lim.max_pixels = s->a->max_pixels;
-    if (vlm_image_decode_file(path, &lim, &s->images[s->n_images])) return vlm_error_prefix(VLM_ERR_INVALID, "%s", path);
-    s->n_images++;
-    s->n_pending++;
+    lim.max_pixels = a->max_pixels;
+    vlm_url_policy pol;
+    vlm_url_policy_default(&pol);
+    pol.accept = VLM_URL_ACCEPT_IMAGE | VLM_URL_ACCEPT_VIDEO;
+    pol.allow_private = a->allow_private;
+    pol.allow_addrs = a->allow_addrs;
+    pol.n_allow_addrs = (size_t)a->n_allow_addrs;
+    pol.media_dir = a->media_dir;
+    vlm_resolve_options ro;
+    vlm_resolve_options_default(&ro);
+    ro.url = &pol;
+    ro.image = &lim;
+    if (a->frames) ro.sampling = a->frames;
+    ro.max_frames = (int)a->max_frames;
+    vlm_resolved r;
+    int rc = vlm_media_resolve(input, &ro, &r);
+    if (rc) return rc;
+    if (r.cut) /* never cut silently */
+        fprintf(stderr, "vlm ask: %s: the sampling %s plans %lld frames; kept the first %d (--max-frames)\n", input,
+                r.sampling, (long long)r.planned, r.n);
+    if (s->n_images + r.n > MAX_IMAGES) {
+        vlm_resolved_free(&r);
+        return vlm_errorf(VLM_ERR_LIMIT, "%s: at most %d images (video frames count one each) in a conversation", input,
+                          MAX_IMAGES);
+    }
+    for (int i = 0; i < r.n; i++) {
+        s->images[s->n_images] = r.items[i].image;
+        s->times[s->n_images++] = r.items[i].from_video ? r.items[i].pts : -1;
+        memset(&r.items[i].image, 0, sizeof r.items[i].image);
+    }
+    s->n_pending += r.n;
+    vlm_resolved_free(&r);
     return VLM_OK;
+}
+
+/* The session's images as engine inputs (rgb, with video frames' times). */
+static vlm_image_input *inputs_of(const session *s)
+{
+    vlm_image_input *in = calloc((size_t)s->n_images + 1, sizeof *in);
+    for (int i = 0; in && i < s->n_images; i++)
+        in[i] = (vlm_image_input){.rgb = s->images[i].rgb, .width = s->images[i].width, .height = s->images[i].height,
+                                  .video_frame = s->times[i] >= 0, .time_s = s->times[i] >= 0 ? s->times[i] : 0};
+    return in;
 }
 
 static int push_msg(session *s, const char *text, int n_images)
@@ -377,10 +435,7 @@ static int answer(session *s, const vlm_message *msgs, int n_msgs, const int32_t
     fill_options(s, &ro);
     vlm_image_input *inputs = NULL;
     if (ids) { /* every image of the session goes to the prompt's image-token runs */
-        inputs = calloc((size_t)s->n_images + 1, sizeof *inputs);
-        if (!inputs) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
-        for (int i = 0; i < s->n_images; i++)
-            inputs[i] = (vlm_image_input){.rgb = s->images[i].rgb, .width = s->images[i].width, .height = s->images[i].height};
+        if (!(inputs = inputs_of(s))) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
         ro.prompt_ids = ids;
         ro.n_prompt_ids = n_ids;
         ro.prompt_images = inputs;
@@ -446,16 +501,15 @@ done:
 /* One question in the conversation: the whole conversation to the engine, both sides remembered. */
 static int ask_turn(session *s, const char *question)
 {
-    char *user = vlm_chat_place_images(question, s->n_pending), *reply = NULL;
+    /* the engine places the images (in front without <image> markers; video frames with their times) */
+    char *user = strdup(question), *reply = NULL;
     int n = 0, rc, img = 0;
     vlm_message *msgs = malloc(((size_t)s->n_msgs + 2) * sizeof *msgs);
-    vlm_image_input *inputs = calloc((size_t)s->n_images + 1, sizeof *inputs);
+    vlm_image_input *inputs = inputs_of(s);
     if (!user || !msgs || !inputs) {
         rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < s->n_images; i++)
-        inputs[i] = (vlm_image_input){.rgb = s->images[i].rgb, .width = s->images[i].width, .height = s->images[i].height};
     if (s->a->system) msgs[n++] = (vlm_message){"system", s->a->system, NULL, 0};
     for (int i = 0; i < s->n_msgs; i++) {
         msgs[n++] = (vlm_message){i % 2 ? "assistant" : "user", s->msgs[i], inputs + img, s->n_msg_images[i]};

@@ -378,6 +378,9 @@ static void usage(FILE *f)
           "  --device D        cpu (default), cuda or cuda:N for the text decoder (the vision encoder and\n"
           "                    projector stay on the CPU); without a usable GPU: a note on stderr and the CPU\n"
           "  --reps N          repetitions per figure (default 3)\n"
+          "  --concurrency L   the request engine instead: for each N in L (e.g. 1,4,8,16,32), N requests\n"
+          "                    of 128 prompt tokens and 64 new ones at once (aggregate decode tok/s,\n"
+          "                    inter-token latency p50/p99), then N - 1 decoding while one arrives (its TTFT)\n"
           "  --threads N       CPU threads (default: all cores)\n"
           "  --int8-act A      int8 activations in prefill / ViT products: auto (default: for q4 weights),\n"
           "                    on (q8 and q4) or off (fp32 products on the dequantized weights)\n"
@@ -396,7 +399,7 @@ static void print_series(FILE *f, const char *name, const series *s, int last)
 
 int vlm_cmd_bench(int argc, char **argv)
 {
-    const char *dir = NULL, *quant = NULL, *skip = "", *device = NULL;
+    const char *dir = NULL, *quant = NULL, *skip = "", *device = NULL, *concurrency = NULL;
     long long reps = 3, threads = 0;
     int json = 0;
     vlm_kv_type kv = VLM_KV_AUTO;
@@ -418,6 +421,8 @@ int vlm_cmd_bench(int argc, char **argv)
             if (cli_int8_act("bench", argv[++i])) return 2;
         } else if (!strcmp(a, "--kv-cache") && i + 1 < argc) {
             if (cli_kv_cache("bench", argv[++i], &kv)) return 2;
+        } else if (!strcmp(a, "--concurrency") && i + 1 < argc) {
+            concurrency = argv[++i];
         } else if (!strcmp(a, "--skip") && i + 1 < argc) {
             skip = argv[++i];
         } else if (!strcmp(a, "--reps") && i + 1 < argc) {
@@ -434,6 +439,8 @@ int vlm_cmd_bench(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (concurrency)
+        return vlm_cmd_bench_concurrency(dir, quant, vlm_kv_type_name(kv), (int)threads, concurrency, json);
     vlm_model_options mo = {.n_threads = (int)threads, .device = device, .kv_cache = kv};
     /* without --quant: a folder from `vlm quantize` runs as it was stored, any other in bf16 */
     if (quant ? vlm_quant_options_parse(quant, &mo.quant) : vlm_quant_options_default(dir, &mo.quant))

@@ -376,3 +376,85 @@ TEST(RequestEngine, SubmitsFromManyThreadsAndStreamsText)
 }
 
 } // namespace
+
+extern "C" {
+#include "media/resolve.h"
+}
+
+namespace {
+
+std::vector<int32_t> Ids(vlm_engine *e, const vlm_message *m, int n)
+{
+    vlm_request_options o;
+    vlm_request_options_default(&o);
+    o.gen.max_new_tokens = 6;
+    o.gen.ignore_eos = 1;
+    vlm_job *j = nullptr;
+    EXPECT_EQ(vlm_engine_submit(e, m, n, &o, &j), VLM_OK) << vlm_last_error();
+    if (!j) return {};
+    const vlm_result *r;
+    vlm_job_wait(j, &r);
+    EXPECT_EQ(r->finish, VLM_FINISH_LENGTH) << r->error;
+    std::vector<int32_t> ids(r->token_ids, r->token_ids + r->n_token_ids);
+    vlm_job_free(j);
+    return ids;
+}
+
+// A video input gives its sampled frames, each placed as "Frame N at T s: <image>": the same ids as
+// those frames given as pictures with that text written out.
+TEST(RequestEngine, VideoInputsGiveTheirFramesWithTimes)
+{
+    const std::string clip = golden::data_dir() + "/media/caption_demo.mp4";
+    vlm_engine_options o = {};
+    o.quant = "ref";
+    o.video_frames = "n=3";
+    vlm_engine *e = nullptr;
+    ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &o, &e), VLM_OK) << vlm_last_error();
+    vlm_image_input video = {};
+    video.path = clip.c_str();
+    vlm_message m = {"user", "What happens?", &video, 1};
+    const std::vector<int32_t> from_video = Ids(e, &m, 1);
+    ASSERT_EQ(from_video.size(), 6u);
+
+    vlm_resolve_options ro;
+    vlm_resolve_options_default(&ro);
+    ro.sampling = "n=3";
+    vlm_resolved r;
+    ASSERT_EQ(vlm_media_resolve(clip.c_str(), &ro, &r), VLM_OK) << vlm_last_error();
+    ASSERT_EQ(r.n, 3);
+    std::vector<vlm_image_input> frames(3);
+    std::string text;
+    char line[96];
+    for (int i = 0; i < 3; i++) {
+        frames[i].rgb = r.items[i].image.rgb;
+        frames[i].width = r.items[i].image.width;
+        frames[i].height = r.items[i].image.height;
+        snprintf(line, sizeof line, "Frame %d at %.1f s: <image>\n", i + 1, r.items[i].pts);
+        text += line;
+    }
+    text += "What happens?";
+    vlm_message written = {"user", text.c_str(), frames.data(), 3};
+    EXPECT_EQ(Ids(e, &written, 1), from_video);
+    // the same frames flagged as video frames, without markers: placed the same way
+    for (int i = 0; i < 3; i++) frames[i].video_frame = 1, frames[i].time_s = r.items[i].pts;
+    vlm_message flagged = {"user", "What happens?", frames.data(), 3};
+    EXPECT_EQ(Ids(e, &flagged, 1), from_video);
+    // one marker for the one video input stands for all its frames
+    vlm_message marked = {"user", "<image>\nWhat happens?", &video, 1};
+    EXPECT_EQ(Ids(e, &marked, 1), from_video);
+    vlm_resolved_free(&r);
+    vlm_engine_close(e);
+    // a plan over max_video_frames is an error, not a silent cut
+    o.video_frames = "fps=5";
+    o.max_video_frames = 2;
+    ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &o, &e), VLM_OK) << vlm_last_error();
+    vlm_job *j = nullptr;
+    EXPECT_EQ(vlm_engine_submit(e, &m, 1, nullptr, &j), VLM_ERR_LIMIT);
+    EXPECT_NE(std::strstr(vlm_last_error(), "plans"), nullptr) << vlm_last_error();
+    vlm_engine_close(e);
+    // a bad sampling rule is refused at open
+    o.video_frames = "sometimes";
+    EXPECT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &o, &e), VLM_ERR_INVALID);
+}
+
+} // namespace

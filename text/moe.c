@@ -16,7 +16,7 @@
  * thread-pool jobs per expert. Only for converted weights; the sums are added in the same
  * order as the loop in vlm_moe_forward, so the result is the same.
  * order / w are buffers: order[i] = the routing entry t * K + j of row i (grouped by expert). */
-#define MOE_BATCH_MAX 24
+#define MOE_BATCH_MAX 512 /* routed (token, expert) pairs: a decode step of a batch of sequences */
 
 static int moe_experts_batched(const vlm_backend *be, const vlm_lm_layer *L, int E, const float *x, int64_t T, int K,
                                int H, int64_t Im, int64_t Iw, const int64_t *start, const int32_t *order,
@@ -24,8 +24,12 @@ static int moe_experts_batched(const vlm_backend *be, const vlm_lm_layer *L, int
 {
     const int64_t n_pairs = T * K, rows_i = n_pairs * Im + (L->has_shared ? T * Iw : 0);
     float *g = NULL, *u = NULL, *ob = NULL, *xb = NULL;
-    vlm_linear_job jobs[2 * MOE_BATCH_MAX + 2];
-    int rc = be->alloc(be, (size_t)rows_i * sizeof(float), (void **)&g);
+    /* at most one entry per expert used (and the shared experts) */
+    vlm_linear_job *jobs = malloc((size_t)(2 * E + 2) * sizeof *jobs);
+    int *ex = malloc((size_t)(E + 1) * sizeof *ex);
+    int64_t *off = malloc((size_t)(E + 1) * sizeof *off), *cnt = malloc((size_t)(E + 1) * sizeof *cnt);
+    int rc = jobs && ex && off && cnt ? VLM_OK : vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    if (rc == VLM_OK) rc = be->alloc(be, (size_t)rows_i * sizeof(float), (void **)&g);
     if (rc == VLM_OK) rc = be->alloc(be, (size_t)rows_i * sizeof(float), (void **)&u);
     if (rc == VLM_OK) rc = be->alloc(be, (size_t)(n_pairs + T) * H * sizeof(float), (void **)&ob);
     if (rc == VLM_OK) rc = be->alloc(be, (size_t)n_pairs * H * sizeof(float), (void **)&xb);
@@ -35,8 +39,7 @@ static int moe_experts_batched(const vlm_backend *be, const vlm_lm_layer *L, int
     }
     /* xb holds the routed tokens grouped by expert (order), like the loop path */
     rc = be->gather_rows(be, xb, x, H, order, n_pairs, K);
-    int nj = 0, ne = 0, ex[MOE_BATCH_MAX + 1];
-    int64_t off[MOE_BATCH_MAX + 1], cnt[MOE_BATCH_MAX + 1];
+    int nj = 0, ne = 0;
     for (int e = 0; e < E; e++) {
         const int64_t n = start[e + 1] - start[e];
         if (n == 0) continue;
@@ -62,6 +65,10 @@ static int moe_experts_batched(const vlm_backend *be, const vlm_lm_layer *L, int
     if (rc == VLM_OK) rc = be->scatter_add_rows(be, y, ob, H, order, w, n_pairs, K);
     if (rc == VLM_OK && L->has_shared) rc = be->add(be, y, os, T * H);
 done:
+    free(jobs);
+    free(ex);
+    free(off);
+    free(cnt);
     be->free(be, xb);
     be->free(be, g);
     be->free(be, u);

@@ -1,0 +1,186 @@
+/* vlm bench --concurrency 1,4,8,...: the request engine under load, through the public API.
+ * For each N: N requests of a 128-token prompt (random ids, so no prefix is shared) and 64 new
+ * tokens submitted together; then N - 1 decoding while one more arrives. Figures:
+ *   aggregate_decode_tok_s  tokens made while all N decode together / that time
+ *   itl_p50_ms, itl_p99_ms  the gaps between a stream's tokens (all streams, whole run)
+ *   ttft_ms                 submit to first token of a request arriving while N - 1 others decode
+ *   ttft_alone_ms           the same request's TTFT on an idle engine
+ *   itl_p99_during_arrival_ms  the running streams' p99 gap while it was prefilled */
+#include "vlm.h"
+
+#include "samples/cli.h"
+
+#include <cjson/cJSON.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PROMPT 128
+#define NEW 64
+#define MAX_N 256
+
+typedef struct {
+    double t[NEW + 1];
+    atomic_int n;
+} stream;
+
+static int on_token(void *user, int32_t id)
+{
+    (void)id;
+    stream *s = user;
+    int i = atomic_load(&s->n);
+    if (i <= NEW) s->t[i] = cli_now_ms();
+    atomic_store(&s->n, i + 1);
+    return 0;
+}
+
+static int submit(vlm_engine *e, stream *s, uint64_t seed, int64_t vocab, vlm_job **out)
+{
+    int32_t ids[PROMPT];
+    uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+    for (int i = 0; i < PROMPT; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ids[i] = (int32_t)(100 + x % (uint64_t)(vocab - 1000)); /* ordinary tokens, away from the specials */
+    }
+    vlm_request_options o;
+    vlm_request_options_default(&o);
+    o.gen.max_new_tokens = NEW;
+    o.gen.ignore_eos = 1;
+    o.gen.user = s;
+    o.on_token = on_token;
+    o.prompt_ids = ids;
+    o.n_prompt_ids = PROMPT;
+    atomic_store(&s->n, 0);
+    return vlm_engine_submit(e, NULL, 0, &o, out);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p)
+{
+    if (!n) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    int i = (int)(p * (n - 1) + 0.5);
+    return v[i];
+}
+
+static void wait_all(vlm_job **jobs, int n)
+{
+    for (int i = 0; i < n; i++) vlm_job_wait(jobs[i], NULL);
+}
+
+static void wait_tokens(stream *s, int n, int k)
+{
+    for (int i = 0; i < n; i++)
+        while (atomic_load(&s[i].n) < k) nanosleep(&(struct timespec){0, 200000}, NULL);
+}
+
+int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv, int threads, const char *list, int json)
+{
+    int ns[32], nn = 0, max_n = 1;
+    for (const char *p = list; *p && nn < 32;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > MAX_N) {
+            fprintf(stderr, "vlm bench: --concurrency takes numbers 1..%d separated by commas, not '%s'\n", MAX_N, list);
+            return 2;
+        }
+        ns[nn++] = (int)v;
+        if (v > max_n) max_n = (int)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    vlm_engine_options eo = {.n_threads = threads, .quant = quant, .kv_cache = kv, .max_running = max_n,
+                             .max_waiting = max_n + 1, .prefix_cache_mib = -1, .prefill_chunk = 512};
+    vlm_engine *e;
+    const double t0 = cli_now_ms();
+    if (vlm_engine_open(dir, &eo, &e)) return cli_fail("bench");
+    if (!json) fprintf(stderr, "vlm bench: engine open in %.0f ms (%s)\n", cli_now_ms() - t0, quant ? quant : "default");
+    const int64_t vocab = 100000; /* ids are drawn below this and the model's 102400 (checked by the engine) */
+    stream *s = calloc((size_t)max_n + 1, sizeof *s);
+    vlm_job **jobs = calloc((size_t)max_n + 1, sizeof *jobs);
+    double *gaps = malloc((size_t)(max_n + 1) * (NEW + 1) * sizeof *gaps);
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "concurrency");
+    int rc = 0;
+    double ttft_alone = 0;
+    if (!json) printf("%4s %14s %10s %10s %10s %12s\n", "n", "aggregate/s", "itl p50", "itl p99", "ttft ms", "itl p99 arr");
+    for (int k = 0; k < nn && !rc; k++) {
+        const int n = ns[k];
+        /* the idle TTFT of one request (the baseline for the arrival figure) */
+        if (!ttft_alone) {
+            const double a = cli_now_ms();
+            if ((rc = submit(e, &s[0], 999, vocab, &jobs[0]))) break;
+            wait_tokens(&s[0], 1, 1);
+            ttft_alone = s[0].t[0] - a;
+            vlm_job_free(jobs[0]);
+        }
+        /* n together */
+        for (int i = 0; i < n && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 1000 + i), vocab, &jobs[i]);
+        if (rc) break;
+        wait_all(jobs, n);
+        double t_all = 0, t_end = 1e300;
+        int ng = 0;
+        for (int i = 0; i < n; i++) {
+            if (s[i].t[0] > t_all) t_all = s[i].t[0];
+            if (s[i].t[NEW - 1] < t_end) t_end = s[i].t[NEW - 1];
+            for (int t = 1; t < NEW; t++) gaps[ng++] = s[i].t[t] - s[i].t[t - 1];
+        }
+        int64_t in_window = 0;
+        for (int i = 0; i < n; i++)
+            for (int t = 1; t < NEW; t++) in_window += s[i].t[t] > t_all && s[i].t[t] <= t_end;
+        const double agg = t_end > t_all ? in_window / ((t_end - t_all) / 1e3) : 0;
+        const double p50 = pct(gaps, ng, 0.5), p99 = pct(gaps, ng, 0.99);
+        for (int i = 0; i < n; i++) vlm_job_free(jobs[i]);
+        /* n - 1 decoding, one arrives */
+        double ttft = ttft_alone, p99_arr = 0;
+        if (n > 1) {
+            for (int i = 0; i < n - 1 && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 1000 + 500 + i), vocab, &jobs[i]);
+            if (rc) break;
+            wait_tokens(s, n - 1, 8);
+            const double a = cli_now_ms();
+            if ((rc = submit(e, &s[n - 1], (uint64_t)(k * 1000 + 900), vocab, &jobs[n - 1]))) break;
+            wait_tokens(&s[n - 1], 1, 1);
+            const double first = s[n - 1].t[0];
+            ttft = first - a;
+            wait_all(jobs, n);
+            int na = 0;
+            for (int i = 0; i < n - 1; i++)
+                for (int t = 1; t < NEW; t++)
+                    if (s[i].t[t] >= a && s[i].t[t - 1] <= first + 1) gaps[na++] = s[i].t[t] - s[i].t[t - 1];
+            p99_arr = pct(gaps, na, 0.99);
+            for (int i = 0; i < n; i++) vlm_job_free(jobs[i]);
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "n", n);
+        cJSON_AddNumberToObject(o, "aggregate_decode_tok_s", agg);
+        cJSON_AddNumberToObject(o, "itl_p50_ms", p50);
+        cJSON_AddNumberToObject(o, "itl_p99_ms", p99);
+        cJSON_AddNumberToObject(o, "ttft_ms", ttft);
+        cJSON_AddNumberToObject(o, "ttft_alone_ms", ttft_alone);
+        cJSON_AddNumberToObject(o, "itl_p99_during_arrival_ms", p99_arr);
+        cJSON_AddItemToArray(arr, o);
+        if (!json) {
+            printf("%4d %14.1f %10.1f %10.1f %10.0f %12.1f\n", n, agg, p50, p99, ttft, p99_arr);
+            fflush(stdout);
+        }
+    }
+    if (rc) cli_fail("bench");
+    else if (json) {
+        cJSON_AddNumberToObject(root, "prompt_tokens", PROMPT);
+        cJSON_AddNumberToObject(root, "new_tokens", NEW);
+        char *out = cJSON_PrintUnformatted(root);
+        if (out) puts(out);
+        free(out);
+    }
+    cJSON_Delete(root);
+    free(s);
+    free(jobs);
+    free(gaps);
+    vlm_engine_close(e);
+    return rc ? 1 : 0;
+}
