@@ -14,11 +14,11 @@ void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, c
 void vlm_linear_ref(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 
 /* Rows [b, e) of the reference BF16 GEMV (ops_cpu.c). */
-/* Up to this many input rows (a decode step of a batch of sequences), products on converted weights
+/* Up to this many input rows (decode; a batch of up to 3 sequences), products on converted weights
  * run as GEMVs that read each weight tile once for all the rows (each row's sums as for one row);
  * more rows take the GEMMs. */
 #ifndef VLM_GEMV_MAX_ROWS
-#define VLM_GEMV_MAX_ROWS 16
+#define VLM_GEMV_MAX_ROWS 3
 #endif
 /* The pooled BF16 GEMV (y = x W^T + bias, M rows). */
 void vlm_gemv_bf16(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
