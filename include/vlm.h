@@ -180,7 +180,7 @@ int vlm_engine_submit(vlm_engine *e, const vlm_message *msgs, int n_msgs, const 
 void vlm_job_cancel(vlm_job *j);
 /* Waits until the job has finished; *out (optional) = its result. */
 int vlm_job_wait(vlm_job *j, const vlm_result **out);
-/* Non-blocking: 1 and *out when finished, else 0. */
+/* Non-blocking: 1 and *out when finished, else 0 (a negative error for a NULL job). */
 int vlm_job_poll(vlm_job *j, const vlm_result **out);
 /* Cancels the job if it is still running, waits until the engine lets go of it, frees it. */
 void vlm_job_free(vlm_job *j);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define PROMPT 128
@@ -169,10 +170,18 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
             fflush(stdout);
         }
     }
+    if (!rc && !json) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("peak RSS %.0f MB\n", ru.ru_maxrss / 1024.0);
+    }
     if (rc) cli_fail("bench");
     else if (json) {
         cJSON_AddNumberToObject(root, "prompt_tokens", PROMPT);
         cJSON_AddNumberToObject(root, "new_tokens", NEW);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        cJSON_AddNumberToObject(root, "peak_rss_mb", ru.ru_maxrss / 1024.0);
         char *out = cJSON_PrintUnformatted(root);
         if (out) puts(out);
         free(out);

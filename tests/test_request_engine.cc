@@ -459,3 +459,67 @@ TEST(RequestEngine, VideoInputsGiveTheirFramesWithTimes)
 }
 
 } // namespace
+
+namespace {
+
+// Every public entry point answers NULL handles, NULL outputs and negative sizes with an error code.
+TEST(RequestEngine, PublicApiChecksItsArguments)
+{
+    vlm_engine *e = nullptr;
+    EXPECT_EQ(vlm_engine_open(nullptr, nullptr, &e), VLM_ERR_INVALID);
+    EXPECT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), nullptr, nullptr), VLM_ERR_INVALID);
+    vlm_engine_options bad = {};
+    bad.max_running = -1;
+    EXPECT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), &bad, &e), VLM_ERR_INVALID);
+    EXPECT_EQ(e, nullptr);
+    char *answer = reinterpret_cast<char *>(1);
+    EXPECT_EQ(vlm_engine_ask(nullptr, "q", nullptr, 0, nullptr, &answer), VLM_ERR_INVALID);
+    EXPECT_EQ(answer, nullptr);
+    EXPECT_EQ(vlm_engine_ask(nullptr, "q", nullptr, 0, nullptr, nullptr), VLM_ERR_INVALID);
+    vlm_job *j = nullptr;
+    EXPECT_EQ(vlm_engine_submit(nullptr, nullptr, 0, nullptr, &j), VLM_ERR_INVALID);
+    EXPECT_EQ(vlm_job_wait(nullptr, nullptr), VLM_ERR_INVALID);
+    EXPECT_LT(vlm_job_poll(nullptr, nullptr), 0);
+    vlm_job_cancel(nullptr);
+    vlm_job_free(nullptr);
+    vlm_engine_close(nullptr);
+    vlm_ask_options_default(nullptr);
+    vlm_request_options_default(nullptr);
+    EXPECT_EQ(vlm_engine_device_note(nullptr), nullptr);
+    EXPECT_EQ(vlm_engine_has_tokenizer(nullptr), 0);
+    vlm_engine_stats st;
+    EXPECT_EQ(vlm_engine_stats_get(nullptr, &st), VLM_ERR_INVALID);
+    EXPECT_LT(vlm_engine_expert_counts(nullptr, nullptr, 0), 0);
+    EXPECT_STREQ(vlm_finish_reason_name((vlm_finish_reason)99), "");
+
+    ASSERT_EQ(vlm_engine_open(golden::model_dir("tiny-mha").c_str(), nullptr, &e), VLM_OK) << vlm_last_error();
+    EXPECT_EQ(vlm_engine_stats_get(e, nullptr), VLM_ERR_INVALID);
+    EXPECT_LT(vlm_engine_expert_counts(e, nullptr, 5), 0);
+    EXPECT_EQ(vlm_engine_ask(e, "q", nullptr, -1, nullptr, &answer), VLM_ERR_INVALID);
+    EXPECT_EQ(vlm_engine_ask(e, "q", nullptr, 1, nullptr, &answer), VLM_ERR_INVALID);
+    vlm_message m = {"user", "hi", nullptr, -2};
+    EXPECT_EQ(vlm_engine_submit(e, &m, 1, nullptr, &j), VLM_ERR_LIMIT);
+    vlm_message none = {"user", "hi", nullptr, 1};
+    EXPECT_NE(vlm_engine_submit(e, &none, 1, nullptr, &j), VLM_OK);
+    vlm_request_options ro;
+    vlm_request_options_default(&ro);
+    ro.gen.max_new_tokens = -5;
+    vlm_message ok = {"user", "hi", nullptr, 0};
+    EXPECT_EQ(vlm_engine_submit(e, &ok, 1, &ro, &j), VLM_ERR_INVALID);
+    vlm_request_options_default(&ro);
+    ro.gen.n_stop = -1;
+    EXPECT_EQ(vlm_engine_submit(e, &ok, 1, &ro, &j), VLM_ERR_INVALID);
+    vlm_request_options_default(&ro);
+    ro.prompt_ids = reinterpret_cast<const int32_t *>(&ro);
+    ro.n_prompt_ids = -3;
+    EXPECT_EQ(vlm_engine_submit(e, nullptr, 0, &ro, &j), VLM_ERR_INVALID);
+    vlm_image_input two = {};
+    two.path = "x.png";
+    two.rgb = reinterpret_cast<const uint8_t *>("abc");
+    vlm_message both = {"user", "hi", &two, 1};
+    EXPECT_EQ(vlm_engine_submit(e, &both, 1, nullptr, &j), VLM_ERR_INVALID);
+    EXPECT_EQ(j, nullptr);
+    vlm_engine_close(e);
+}
+
+} // namespace
