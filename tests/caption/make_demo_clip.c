@@ -1,18 +1,18 @@
 /* Writes the bundled demo clip (tests/data/media/caption_demo.mp4): 6 s, 320x180, 10 fps, MPEG-4 part 2 in MP4,
  * a test pattern in the manner of FFmpeg's testsrc: colour bars over a grey ramp with a white square moving
- * across, the bars reversed from 3 s on (a scene change).
+ * across, the bars reversed half way (a scene change). Other lengths and sizes for the caption benchmark.
  *
  *   cc -O1 -o /tmp/make_demo_clip tests/caption/make_demo_clip.c -lavformat -lavcodec -lavutil
- *   /tmp/make_demo_clip tests/data/media/caption_demo.mp4 */
+ *   /tmp/make_demo_clip tests/data/media/caption_demo.mp4 [seconds width height] */
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <stdio.h>
 #include <string.h>
 
-#define W 320
-#define H 180
+#include <stdlib.h>
+
 #define FPS 10
-#define SECONDS 6
+static int W = 320, H = 180, SECONDS = 6;
 
 static void rgb_to_yuv(int r, int g, int b, int *y, int *u, int *v)
 {
@@ -25,12 +25,12 @@ static void paint(AVFrame *f, int i)
 {
     static const int bars[7][3] = {{192, 192, 192}, {192, 192, 0}, {0, 192, 192}, {0, 192, 0},
                                    {192, 0, 192},   {192, 0, 0},   {0, 0, 192}};
-    int reversed = i >= 3 * FPS;
-    int bx = 10 + (i * (W - 60)) / (SECONDS * FPS), by = 40;
+    int reversed = i >= SECONDS * FPS / 2;
+    int bx = 10 + (int)((long)i * (W - 20 - H * 2 / 9) / (SECONDS * FPS)), by = H * 2 / 9;
     for (int y = 0; y < H; y++) {
         for (int x = 0; x < W; x++) {
             int r, g, b;
-            if (x >= bx && x < bx + 40 && y >= by && y < by + 40) {
+            if (x >= bx && x < bx + H * 2 / 9 && y >= by && y < by + H * 2 / 9) {
                 r = g = b = 255;
             } else if (y < H * 2 / 3) {
                 int k = x * 7 / W;
@@ -52,9 +52,15 @@ static void paint(AVFrame *f, int i)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s out.mp4\n", argv[0]);
+    if (argc != 2 && argc != 5) {
+        fprintf(stderr, "usage: %s out.mp4 [seconds width height]\n", argv[0]);
         return 2;
+    }
+    if (argc == 5) {
+        SECONDS = atoi(argv[2]);
+        W = atoi(argv[3]) & ~1;
+        H = atoi(argv[4]) & ~1;
+        if (SECONDS < 1 || W < 64 || H < 64) return 2;
     }
     AVFormatContext *oc = NULL;
     if (avformat_alloc_output_context2(&oc, NULL, "mp4", argv[1]) < 0) return 1;
