@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "media/image_codecs.h"
 
 void vlm_image_limits_default(vlm_image_limits *l)
@@ -216,60 +217,6 @@ int vlm_image_decode_memory(const void *data, size_t size, const vlm_image_limit
     }
 }
 
-/* Reads the whole file, at most cap bytes (a device like /dev/zero must not fill
- * memory); *buf is malloc'd (NULL for an empty file). */
-static int read_all(const char *path, uint64_t limit, uint8_t **buf, size_t *len)
-{
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return vlm_errorf(VLM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    size_t cap = 0, n = 0;
-    uint8_t *b = NULL;
-    for (;;) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 1 << 16;
-            if ((uint64_t)ncap > limit + 1) ncap = (size_t)(limit + 1); /* one byte past: detects "too big" */
-            if (ncap <= cap) {
-                free(b);
-                fclose(f);
-                return vlm_errorf(VLM_ERR_LIMIT, "'%s' is larger than the decoded-bytes limit of %llu bytes", path,
-                                  (unsigned long long)limit);
-            }
-            uint8_t *nb = (uint8_t *)realloc(b, ncap);
-            if (!nb) {
-                free(b);
-                fclose(f);
-                return vlm_errorf(VLM_ERR_NOMEM, "out of memory reading '%s'", path);
-            }
-            b = nb;
-            cap = ncap;
-        }
-        size_t got = fread(b + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-        if ((uint64_t)n > limit) {
-            free(b);
-            fclose(f);
-            return vlm_errorf(VLM_ERR_LIMIT, "'%s' is larger than the decoded-bytes limit of %llu bytes", path,
-                              (unsigned long long)limit);
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b);
-        return vlm_errorf(VLM_ERR_IO, "read error on '%s'", path);
-    }
-    if (n == 0) {
-        free(b);
-        b = NULL;
-    }
-    *buf = b;
-    *len = n;
-    return VLM_OK;
-}
-
 int vlm_image_decode_file(const char *path, const vlm_image_limits *lim, vlm_image *out)
 {
     if (!out) return vlm_errorf(VLM_ERR_INVALID, "image: no output given");
@@ -282,7 +229,9 @@ int vlm_image_decode_file(const char *path, const vlm_image_limits *lim, vlm_ima
         vlm_image_limits_default(&def);
         lim = &def;
     }
-    int rc = read_all(path, (uint64_t)vlm_image_max_bytes(lim), &buf, &len);
+    /* at most the decoded-bytes limit is read (a compressed picture is never larger than what it
+     * decodes to, plus headers); directories and devices such as /dev/zero are refused unread */
+    int rc = vlm_read_bytes(path, (size_t)vlm_image_max_bytes(lim), &buf, &len);
     if (rc) return rc;
     if (len == 0) return vlm_errorf(VLM_ERR_FORMAT, "'%s': empty file (0 bytes)", path);
     rc = vlm_image_decode_memory(buf, len, lim, out);

@@ -78,7 +78,7 @@ int vlm_url_fetch_file(const char *url, const vlm_url_eff *e, vlm_url_blob *out)
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return vlm_errorf(VLM_ERR_INVALID, "'%s' is not a regular file", path);
+        return vlm_errorf(VLM_ERR_INVALID, "'%s' %s", path, S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
     }
     if ((uint64_t)st.st_size > e->max_bytes) {
         close(fd);

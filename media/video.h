@@ -94,6 +94,19 @@ int vlm_video_start(vlm_video *v, const vlm_video_sampling *s);
  * free it with vlm_image_free), 0 when the pass is over, < 0 on error. */
 int vlm_video_next(vlm_video *v, vlm_image *img, double *pts);
 
+/* The sampling pass under way (or the last one): planned is how many frames the rule asks for over the
+ * video's length, the sample times counted but never more than the frame count (one frame can answer
+ * several times, so fewer may come), -1 when not known beforehand (scene changes; a length the container
+ * does not give); given is the frames handed out so far; cut is 1 once the pass ended at max_frames while
+ * the rule still wanted more (for scene changes: ended at max_frames, later changes not looked for).
+ * Nothing is ever dropped silently: a caller that gets cut = 1 should say so. */
+typedef struct {
+    int64_t planned;
+    int given;
+    int cut;
+} vlm_video_plan;
+void vlm_video_get_plan(const vlm_video *v, vlm_video_plan *p);
+
 typedef struct {
     int64_t packets;  /* packets read from the container */
     int64_t decoded;  /* frames the decoder produced */

@@ -36,6 +36,8 @@ struct vlm_video {
     int64_t k;         /* index of the next wanted time */
     int emitted;
     double last_emitted;
+    int64_t planned;   /* sample times the rule asks for (at most the frame count); -1 unknown */
+    int cut;           /* the pass ended at max_frames with more wanted */
     AVFrame *prev, *cur; /* candidate (last frame <= t) and the frame after it */
     int have_prev, have_cur, prev_emitted;
     double prev_pts, cur_pts;

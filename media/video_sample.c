@@ -81,6 +81,8 @@ int vlm_video_sampling_parse(const char *spec, vlm_video_sampling *out)
     return VLM_OK;
 }
 
+static int64_t plan_size(const vlm_video *v);
+
 static void drop_frames(vlm_video *v)
 {
     av_frame_unref(v->prev);
@@ -127,8 +129,17 @@ int vlm_video_start(vlm_video *v, const vlm_video_sampling *s)
         if (!(v->info.duration > 0))
             return vlm_errorf(VLM_ERR_FORMAT, "video: length unknown, cannot place %d frames", v->s.count);
     }
+    v->planned = plan_size(v);
+    v->cut = 0;
     v->started = 1;
     return VLM_OK;
+}
+
+void vlm_video_get_plan(const vlm_video *v, vlm_video_plan *p)
+{
+    p->planned = v && v->started ? v->planned : 0;
+    p->given = v ? v->emitted : 0;
+    p->cut = v ? v->cut : 0;
 }
 
 /* The k-th wanted time, or NAN when there are no more. */
@@ -149,6 +160,29 @@ static double target(const vlm_video *v, int64_t k)
         return ((double)k + 0.5) * d / v->s.count;
     default: return NAN;
     }
+}
+
+/* How many wanted times the rule has over the video's length (at most its frame count), -1 unknown. */
+static int64_t plan_size(const vlm_video *v)
+{
+    const double d = v->info.duration;
+    int64_t n;
+    if (v->s.mode == VLM_VIDEO_COUNT) {
+        n = v->s.count;
+    } else if (v->s.mode == VLM_VIDEO_FPS || v->s.mode == VLM_VIDEO_EVERY) {
+        if (!(d > 0)) return -1;
+        const double step = v->s.mode == VLM_VIDEO_FPS ? 1.0 / v->s.value : v->s.value;
+        const double q = d / step;
+        if (!(q < (double)K_END)) return -1;
+        n = (int64_t)ceil(q);
+        /* the times are k * step < d, as target() computes them */
+        while (n > 1 && (double)(n - 1) * step >= d) n--;
+        while ((double)n * step < d) n++;
+    } else {
+        return -1;
+    }
+    if (v->info.frames > 0 && n > v->info.frames) n = v->info.frames;
+    return n;
 }
 
 /* The index of the first wanted time >= x, and at least k. */
@@ -287,8 +321,17 @@ int vlm_video_next(vlm_video *v, vlm_image *img, double *pts)
     if (img) memset(img, 0, sizeof *img);
     if (!v || !pts) return vlm_errorf(VLM_ERR_INVALID, "video: no video or output given");
     if (!v->started) return vlm_errorf(VLM_ERR_INVALID, "video: call vlm_video_start first");
-    if (v->done || v->emitted >= v->lim.max_frames) {
+    if (v->done) return 0;
+    if (v->emitted >= v->lim.max_frames) {
+        /* the cap ends the pass: say whether the rule wanted more */
+        if (v->s.mode == VLM_VIDEO_SCENE) {
+            v->cut = 1;
+        } else {
+            const double t = target(v, v->k), d = v->info.duration;
+            v->cut = !isnan(t) && (!(d > 0) || t < d) && (v->planned < 0 || v->emitted < v->planned);
+        }
         v->done = 1;
+        drop_frames(v);
         return 0;
     }
     int r = v->s.mode == VLM_VIDEO_SCENE ? next_scene(v, img, pts) : next_timed(v, img, pts);

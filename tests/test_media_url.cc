@@ -669,7 +669,7 @@ TEST_F(MediaUrlFile, OnlyRegularFilesBelowTheMediaDirectory)
         {"file://" + media_ + "/up/secret.png", VLM_ERR_INVALID, "is outside the media directory"},
         {"file://" + root_ + "/secret.png", VLM_ERR_INVALID, "is outside the media directory"},
         {"file://" + media_ + "x/a.png", VLM_ERR_IO, "cannot open"},
-        {"file://" + media_ + "/sub", VLM_ERR_INVALID, "is not a regular file"},
+        {"file://" + media_ + "/sub", VLM_ERR_INVALID, "is a directory"},
         {"file://" + media_ + "/missing.png", VLM_ERR_IO, "No such file"},
         {"file://" + media_ + "/a.png%00.txt", VLM_ERR_INVALID, "%00"},
         {"file://" + media_ + "/notes.txt", VLM_ERR_UNSUPPORTED, "is not an image vlm decodes"},
