@@ -124,7 +124,7 @@ class Soak:
             elif ok:
                 ok = json.loads(data)["choices"][0]["finish_reason"] in ("stop", "length")
             if not ok and len(self.fail_samples) < 5:
-                self.fail_samples.append("%s: %s %s" % (kind, st, data[:300]))
+                self.fail_samples.append("%s: %s ...%s" % (kind, st, data[-400:]))
         except Exception as e:  # noqa
             ok = False
             if len(self.fail_samples) < 5:

@@ -24,6 +24,7 @@ static void usage(FILE *f)
           "  --api-key-file F         keys, one per line (several clients, each logged by its key id)\n"
           "  --max-body-mb N          larger request bodies are refused with 413 (20)\n"
           "  --max-connections N      open connections at most (512)\n"
+          "  --idle-timeout S         close connections idle this long between requests (120)\n"
           "  --drain-seconds S        on SIGTERM/SIGINT, let running requests finish this long (30)\n"
           "  --audit-log FILE         one JSON line per chat request (key id, client, image hashes, tokens, ...)\n"
           "  --audit-content          ... with the prompt and answer text\n"
@@ -45,7 +46,7 @@ int vlm_cmd_serve(int argc, char **argv)
     srv_cli_common c;
     srv_cli_common_init(&c);
     const char *host = "127.0.0.1", *key = getenv("VLM_API_KEY"), *key_file = NULL, *audit_path = NULL, *block_path = NULL;
-    long long port = 8080, max_body_mb = 20, drain_s = 30, max_conn = 512;
+    long long port = 8080, max_body_mb = 20, drain_s = 30, max_conn = 512, idle_s = 120;
     int audit_content = 0, log_requests = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -77,6 +78,7 @@ int vlm_cmd_serve(int argc, char **argv)
         else if (!strcmp(o, "--max-body-mb") && num_ok && n >= 1 && n <= 4096) max_body_mb = n;
         else if (!strcmp(o, "--drain-seconds") && num_ok && n >= 0 && n <= 86400) drain_s = n;
         else if (!strcmp(o, "--max-connections") && num_ok && n >= 1 && n <= 100000) max_conn = n;
+        else if (!strcmp(o, "--idle-timeout") && num_ok && n >= 1 && n <= 86400) idle_s = n;
         else {
             fprintf(stderr, "vlm serve: unknown option or bad value: %s %s\n", o, v);
             return 2;
@@ -116,6 +118,7 @@ int vlm_cmd_serve(int argc, char **argv)
     so.max_body_bytes = (size_t)max_body_mb << 20;
     so.default_max_tokens = c.default_max_tokens;
     so.max_connections = (int)max_conn;
+    so.idle_timeout_s = (int)idle_s;
     so.log_requests = log_requests;
     srv *s = NULL;
     vlm_engine *e = NULL;

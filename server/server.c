@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +64,7 @@ struct req {
     int done, filtered, cancel_sent;
     const vlm_result *result;
     double t_first, t_last;
+    double t_out; /* last bytes handed to the connection (stream) */
     srv_resp_info info;
 };
 
@@ -279,12 +281,16 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     req *r = cls;
     srv_metrics *m = &r->s->metrics;
     const int usage_mode = r->chat->include_usage ? 1 : 0;
+    double keepalive = r->s->o.idle_timeout_s / 3.0;
+    if (keepalive > 15) keepalive = 15;
+    if (keepalive < 0.2) keepalive = 0.2;
     pthread_mutex_lock(&r->mu);
     for (;;) {
         if (r->sse_off < r->sse.n) {
             size_t n = r->sse.n - r->sse_off < max ? r->sse.n - r->sse_off : max;
             memcpy(buf, r->sse.p + r->sse_off, n);
             r->sse_off += n;
+            r->t_out = now_s();
             pthread_mutex_unlock(&r->mu);
             return (ssize_t)n;
         }
@@ -327,6 +333,11 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
             srv_buf_add(&r->sse, "data: [DONE]\n\n", 14);
             r->stage = 2;
             if (r->t_first > 0) srv_metrics_observe(m, SRV_HIST_TTFT, r->t_first - r->t0);
+            continue;
+        } else if (now_s() - r->t_out >= keepalive) {
+            /* an SSE comment: libmicrohttpd counts a connection as idle while its reader waits, and would
+             * close it after --idle-timeout; proxies like it too */
+            srv_buf_add(&r->sse, ": keep-alive\n\n", 14);
             continue;
         } else {
             if (!wait_news(r)) {
@@ -565,9 +576,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char
         if (s->draining) return fail(r, 503, "server_error", "shutting_down", "%s", "the server is shutting down");
         if (!s->ready) return fail(r, 503, "server_error", "loading", "%s", "the model is still loading");
         const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > s->o.max_body_bytes) {
+        const unsigned long long length = cl ? strtoull(cl, NULL, 10) : 0;
+        if (length > s->o.max_body_bytes) {
+            /* 413 at once when the client waits for "100 Continue" (it then sends nothing) or the body is huge;
+             * otherwise the body is read and dropped first, so that the client, busy sending, does not meet a
+             * closed connection instead of the answer */
             r->too_large = 1;
-            return chat(r);
+            const char *expect = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+            if ((expect && !strcasecmp(expect, "100-continue")) || length > s->o.max_body_bytes + (256u << 20)) return chat(r);
         }
         return MHD_YES;
     }

@@ -251,6 +251,10 @@ Sse ParseSse(const std::string &body)
     size_t at = 0;
     while (at < body.size()) {
         size_t end = body.find("\n\n", at);
+        if (end != std::string::npos && body[at] == ':') { // a comment (keep-alive)
+            at = end + 2;
+            continue;
+        }
         if (end == std::string::npos || body.compare(at, 6, "data: ") != 0) {
             s.framed = false;
             break;
@@ -342,6 +346,33 @@ TEST_F(ServerE2E, SigtermDrainsRunningStreamsAndExitsZero)
     EXPECT_NE(Slurp(s.err_path).find("draining"), std::string::npos);
     remove(body_path.c_str());
     remove(out_path.c_str());
+}
+
+// A stream that waits in the queue longer than --idle-timeout still gets its answer: SSE keep-alive comments
+// keep the connection from counting as idle.
+TEST_F(ServerE2E, QueuedStreamOutlivesTheIdleTimeout)
+{
+    Server s;
+    std::string why;
+    ASSERT_TRUE(s.Start({"--idle-timeout", "1", "--max-running", "1"}, &why)) << why;
+    const std::string body = "{\"max_tokens\":300,\"ignore_eos\":true,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Count.\"}]}";
+    const std::string a = Tmp("idle_a.txt"), b = Tmp("idle_b.txt");
+    const std::string curl = "curl -sS -N " + s.Base() + "/v1/chat/completions -d '" + body + "' -o ";
+    std::string out_a, out_b;
+    std::thread first([&] { golden::run(curl + a, &out_a); });
+    usleep(300000);
+    golden::run(curl + b, &out_b); // waits for the first one (one running sequence), then streams
+    first.join();
+    for (const auto &p : {a, b}) {
+        const std::string got = Slurp(p);
+        EXPECT_NE(got.find("\"finish_reason\":\"length\""), std::string::npos) << got.substr(0, 600);
+        const Sse sse = ParseSse(got);
+        EXPECT_TRUE(sse.framed);
+        ASSERT_FALSE(sse.events.empty());
+        EXPECT_EQ(sse.events.back(), "[DONE]");
+        remove(p.c_str());
+    }
+    EXPECT_EQ(s.Stop(), 0);
 }
 
 // --drain-seconds 0: what still runs is cancelled; the stream ends with an error event and [DONE]; exit 0.
