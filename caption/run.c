@@ -462,6 +462,10 @@ static int submit(run_ctx *c, item *it)
         pi[k].rgb = it->frames[k]->img.rgb;
         pi[k].width = it->frames[k]->img.width;
         pi[k].height = it->frames[k]->img.height;
+        if (n > 1) { /* a window: each frame placed with its time ("Frame 1 at 0.0 s: <image>") */
+            pi[k].video_frame = 1;
+            pi[k].time_s = it->ts[k];
+        }
     }
     vlm_ask_options gen = c->opt.gen;
     gen.on_text = NULL;
