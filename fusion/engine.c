@@ -35,7 +35,7 @@ struct vlm_engine {
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
-    pthread_cond_t wake, done_cv;
+    pthread_cond_t wake;
     int closing;
     vlm_job *wait_head, *wait_tail; /* under mu */
     int64_t n_waiting;
@@ -76,15 +76,19 @@ const char *vlm_finish_reason_name(vlm_finish_reason r)
 
 /* ------------------------------------------------------------------ jobs done */
 
+/* The job is finished: counted, its caller told. After this the engine never touches it again.
+ * (Lock order: a job's lock, then the engine's - as vlm_job_cancel takes them; never the reverse.) */
 static void mark_done(vlm_engine *e, vlm_job *j)
 {
     if (j->opt.on_done) j->opt.on_done(j->opt.done_user, j, &j->result);
     pthread_mutex_lock(&e->mu);
     e->st.requests_finished[j->result.finish]++;
     e->st.generated_tokens += j->n_gen;
-    j->done = 1;
-    pthread_cond_broadcast(&e->done_cv);
     pthread_mutex_unlock(&e->mu);
+    pthread_mutex_lock(&j->mu);
+    j->done = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
 }
 
 /* A running job leaves: its KV (prompt and answer) goes to the prefix cache, its memory is freed. */
@@ -147,7 +151,7 @@ static int start_job(vlm_engine *e, vlm_job *j)
  * with mu held; returns the admitted and the dropped jobs (to be started / told outside the lock). */
 static void admit(vlm_engine *e, vlm_job **admitted, vlm_job **dropped)
 {
-    vlm_job **pp = &e->wait_head, *prev = NULL;
+    vlm_job **pp = &e->wait_head;
     int64_t n_run = e->n_running;
     while (*pp) {
         vlm_job *j = *pp;
@@ -157,9 +161,9 @@ static void admit(vlm_engine *e, vlm_job **admitted, vlm_job **dropped)
             if (e->kv_blocks_used + j->kv_blocks > e->kv_blocks_total) break; /* FIFO: wait for memory */
             take = 1;
         }
-        if (!take && !drop) break;
+        /* only the head is ever taken (FIFO), so the queue stays a plain list */
         *pp = j->next;
-        if (e->wait_tail == j) e->wait_tail = prev;
+        if (!e->wait_head) e->wait_tail = NULL;
         e->n_waiting--;
         j->next = NULL;
         if (take) {
@@ -172,7 +176,6 @@ static void admit(vlm_engine *e, vlm_job **admitted, vlm_job **dropped)
             *dropped = j;
         }
     }
-    (void)prev;
 }
 
 /* ------------------------------------------------------------------ one step */
@@ -434,7 +437,6 @@ int vlm_engine_open(const char *model_dir, const vlm_engine_options *opt, vlm_en
     if (!e) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
-    pthread_cond_init(&e->done_cv, NULL);
     vlm_model_options mo = {0};
     if (opt) {
         mo.n_threads = opt->n_threads;
@@ -514,7 +516,6 @@ void vlm_engine_close(vlm_engine *e)
     free(e->allow_addrs);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->wake);
-    pthread_cond_destroy(&e->done_cv);
     free(e);
 }
 
@@ -566,18 +567,24 @@ void vlm_job_cancel(vlm_job *j)
 {
     if (!j) return;
     atomic_store(&j->cancel, 1);
-    vlm_engine *e = j->engine;
-    pthread_mutex_lock(&e->mu);
-    pthread_cond_signal(&e->wake);
-    pthread_mutex_unlock(&e->mu);
+    /* while the job is not done its engine is alive (closing finishes every job first), and it cannot
+     * become done while we hold the job's lock */
+    pthread_mutex_lock(&j->mu);
+    if (!j->done) {
+        vlm_engine *e = j->engine;
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_signal(&e->wake);
+        pthread_mutex_unlock(&e->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
 }
 
 int vlm_job_poll(vlm_job *j, const vlm_result **out)
 {
     if (!j) return vlm_errorf(VLM_ERR_INVALID, "vlm_job_poll: no job");
-    pthread_mutex_lock(&j->engine->mu);
+    pthread_mutex_lock(&j->mu);
     const int done = j->done;
-    pthread_mutex_unlock(&j->engine->mu);
+    pthread_mutex_unlock(&j->mu);
     if (done && out) *out = &j->result;
     return done;
 }
@@ -585,10 +592,9 @@ int vlm_job_poll(vlm_job *j, const vlm_result **out)
 int vlm_job_wait(vlm_job *j, const vlm_result **out)
 {
     if (!j) return vlm_errorf(VLM_ERR_INVALID, "vlm_job_wait: no job");
-    vlm_engine *e = j->engine;
-    pthread_mutex_lock(&e->mu);
-    while (!j->done) pthread_cond_wait(&e->done_cv, &e->mu);
-    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_lock(&j->mu);
+    while (!j->done) pthread_cond_wait(&j->cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
     if (out) *out = &j->result;
     return VLM_OK;
 }

@@ -325,6 +325,8 @@ int vlm_job_build(const vlm_model *m, const vlm_engine_options *eo, const vlm_me
     if (!j) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     j->t_submit = vlm_now_ms();
     atomic_init(&j->cancel, 0);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
     int rc = copy_options(j, o);
     if (rc == VLM_OK) {
         if (o->prompt_ids) rc = from_ids(m, eo, o, &j->req);
@@ -380,6 +382,8 @@ void vlm_job_destroy(struct vlm_job *j)
     free(j->gen);
     free(j->text);
     free(j->full_text);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
     free(j);
 }
 

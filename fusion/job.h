@@ -12,6 +12,7 @@
 #include "text/detok_stream.h"
 #include "text/stop_text.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 typedef enum { JOB_WAITING, JOB_VISION, JOB_PREFILL, JOB_DECODE, JOB_DONE } job_phase;
@@ -48,7 +49,9 @@ struct vlm_job {
     /* outcome */
     vlm_result result;
     char *text, *full_text;
-    int done;                 /* under the engine's lock */
+    pthread_mutex_t mu;       /* guards done (the job's own lock: a finished job outlives its engine) */
+    pthread_cond_t cv;
+    int done;
     double t_submit, t_admit, t_first, t_last;
 };
 
