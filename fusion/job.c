@@ -3,6 +3,7 @@
 #include "fusion/job.h"
 
 #include "core/error.h"
+#include "core/strbuf.h"
 #include "fusion/prefix_cache.h"
 #include "media/resolve.h"
 #include "media/url.h"
@@ -99,33 +100,9 @@ static int resolve_input(const vlm_engine_options *eo, const vlm_image_input *in
     return VLM_OK;
 }
 
-/* A growing string. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int failed;
-} text_buf;
-
-static void tb_add(text_buf *b, const char *s, size_t n)
-{
-    if (b->failed) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->s = p, b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
 /* The prompt text of pictures [first, first + n): "<image>" for a still image, "Frame k at t s: <image>"
  * for video frames (numbered from 1 in each run of frames), separated by newlines. */
-static void tb_pictures(text_buf *b, const picture *p, int first, int n, int trailing_newline)
+static void tb_pictures(vlm_strbuf *b, const picture *p, int first, int n, int trailing_newline)
 {
     int frame = 0;
     for (int i = first; i < first + n; i++) {
@@ -133,8 +110,8 @@ static void tb_pictures(text_buf *b, const picture *p, int first, int n, int tra
         frame = p[i].video ? frame + 1 : 0;
         if (p[i].video) snprintf(line, sizeof line, "Frame %d at %.1f s: <image>", frame, p[i].t);
         else snprintf(line, sizeof line, "<image>");
-        tb_add(b, line, strlen(line));
-        if (trailing_newline || i + 1 < first + n) tb_add(b, "\n", 1);
+        vlm_strbuf_add(b, line, strlen(line));
+        if (trailing_newline || i + 1 < first + n) vlm_strbuf_add(b, "\n", 1);
     }
 }
 
@@ -144,23 +121,23 @@ static void tb_pictures(text_buf *b, const picture *p, int first, int n, int tra
 static char *place_pictures(const char *content, int markers, const picture *p, int first, const int *counts,
                             int n_inputs, int total, int msg)
 {
-    text_buf b = {0};
+    vlm_strbuf b = {0};
     if (markers == 0) {
         tb_pictures(&b, p, first, total, 1);
-        tb_add(&b, content, strlen(content));
+        vlm_strbuf_add(&b, content, strlen(content));
     } else if (markers == total) {
-        tb_add(&b, content, strlen(content));
+        vlm_strbuf_add(&b, content, strlen(content));
     } else if (markers == n_inputs) {
         const char *c = content;
         int at = first;
         for (int k = 0; k < n_inputs; k++) {
             const char *m = strstr(c, "<image>");
-            tb_add(&b, c, (size_t)(m - c));
+            vlm_strbuf_add(&b, c, (size_t)(m - c));
             tb_pictures(&b, p, at, counts[k], 0);
             at += counts[k];
             c = m + 7;
         }
-        tb_add(&b, c, strlen(c));
+        vlm_strbuf_add(&b, c, strlen(c));
     } else {
         vlm_errorf(VLM_ERR_INVALID, "message %d has %d <image> marker%s for %d input%s (%d picture%s)", msg, markers,
                    markers == 1 ? "" : "s", n_inputs, n_inputs == 1 ? "" : "s", total, total == 1 ? "" : "s");

@@ -2,6 +2,8 @@
  * image-aware tokenization (see chat_template.h). */
 #include "text/chat_template.h"
 
+#include "core/strbuf.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,30 +52,6 @@ static void py_strip(const char **b, const char **e)
     *e = (const char *)t;
 }
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
 char *vlm_chat_place_images(const char *question, int n_images)
 {
     if (!question) question = "";
@@ -100,14 +78,14 @@ int vlm_chat_render(const vlm_chat_message *msgs, int n_msgs, char **text, size_
     *text = NULL;
     *len = 0;
     if (n_msgs < 0 || (n_msgs > 0 && !msgs)) return vlm_errorf(VLM_ERR_INVALID, "chat: bad message list");
-    buf b = {0};
-    put(&b, "", 0);
+    vlm_strbuf b = {0};
+    vlm_strbuf_add(&b, "", 0);
     int first = 0;
     if (n_msgs > 0 && msgs[0].role && strcmp(msgs[0].role, "system") == 0) {
         const char *c = msgs[0].content ? msgs[0].content : "";
         if (*c) { /* get_prompt(): system_prompt + sep */
-            put(&b, c, strlen(c));
-            put(&b, "\n\n", 2);
+            vlm_strbuf_add(&b, c, strlen(c));
+            vlm_strbuf_add(&b, "\n\n", 2);
         }
         first = 1;
     }
@@ -115,7 +93,7 @@ int vlm_chat_render(const vlm_chat_message *msgs, int n_msgs, char **text, size_
         const char *role = msgs[i].role ? msgs[i].role : "";
         int user = (i - first) % 2 == 0;
         if (strcmp(role, user ? "user" : "assistant") != 0) {
-            free(b.p);
+            free(b.s);
             return vlm_errorf(VLM_ERR_INVALID, "chat: message %d has role '%.32s'; expected '%s' (an optional "
                               "system message, then user and assistant turns alternating)",
                               i, role, user ? "user" : "assistant");
@@ -123,28 +101,28 @@ int vlm_chat_render(const vlm_chat_message *msgs, int n_msgs, char **text, size_
         const char *c = msgs[i].content ? msgs[i].content : "", *e = c + strlen(c);
         py_strip(&c, &e);
         const char *tag = user ? "<|User|>" : "<|Assistant|>";
-        put(&b, tag, strlen(tag));
+        vlm_strbuf_add(&b, tag, strlen(tag));
         if (c == e) { /* empty message: "role:" (the generation prompt) */
-            put(&b, ":", 1);
+            vlm_strbuf_add(&b, ":", 1);
             continue;
         }
-        put(&b, ": ", 2);
-        put(&b, c, (size_t)(e - c));
-        if (user) put(&b, "\n\n", 2);
-        else put(&b, EOS_TEXT, strlen(EOS_TEXT));
+        vlm_strbuf_add(&b, ": ", 2);
+        vlm_strbuf_add(&b, c, (size_t)(e - c));
+        if (user) vlm_strbuf_add(&b, "\n\n", 2);
+        else vlm_strbuf_add(&b, EOS_TEXT, strlen(EOS_TEXT));
     }
-    if (b.oom) {
-        free(b.p);
+    if (b.failed) {
+        free(b.s);
         return vlm_errorf(VLM_ERR_NOMEM, "chat: out of memory");
     }
     /* format_messages(): the whole prompt is stripped too */
-    const char *s = b.p, *e = b.p + b.n;
+    const char *s = b.s, *e = b.s + b.len;
     py_strip(&s, &e);
-    memmove(b.p, s, (size_t)(e - s));
-    b.n = (size_t)(e - s);
-    b.p[b.n] = 0;
-    *text = b.p;
-    *len = b.n;
+    memmove(b.s, s, (size_t)(e - s));
+    b.len = (size_t)(e - s);
+    b.s[b.len] = 0;
+    *text = b.s;
+    *len = b.len;
     return VLM_OK;
 }
 
