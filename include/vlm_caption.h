@@ -95,7 +95,10 @@ typedef struct {
 
 void vlm_caption_options_default(vlm_caption_options *o);
 
-/* Captions the inputs with the engine. Returns 0 when the run went through, even if some videos failed
+/* Captions the inputs with the engine. Open it for this with vlm_engine_options.prefix_cache_mib = -1 (a caption's
+ * prompt starts with its frames, so prompts share no prefix and the cache only fills up) and image_cache_mib = -1
+ * unless windows overlap (stride < window): then memory stays flat however long the videos (vlm caption does).
+ * Returns 0 when the run went through, even if some videos failed
  * (st->videos_failed counts them, each with an error record); a negative code when it could not run at all
  * (bad options, the run folder not writable). st may be NULL. */
 int vlm_caption_run(vlm_engine *e, const char *const *inputs, int n_inputs, const vlm_caption_options *o,

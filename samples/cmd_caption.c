@@ -267,6 +267,10 @@ int vlm_cmd_caption(int argc, char **argv)
     snprintf(model_id, sizeof model_id, "%s%s%s", model, eo.quant ? " quant=" : "", eo.quant ? eo.quant : "");
     o.model_id = model_id;
     if (o.max_in_flight > 16) eo.max_running = o.max_in_flight;
+    /* A caption's prompt starts with its frames, so no two share a prefix: the prefix cache would only fill up.
+     * The image cache pays only when windows overlap (a frame in several prompts). */
+    eo.prefix_cache_mib = -1;
+    if (!(o.stride > 0 && o.stride < o.window)) eo.image_cache_mib = -1;
     vlm_engine *e;
     if (vlm_engine_open(model, &eo, &e)) {
         rc = cli_fail("caption");
