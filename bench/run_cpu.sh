@@ -5,7 +5,10 @@
 # 128 tokens, time to first token for a 640x480 image + a question, peak RSS, and the decode
 # bound from the measured memory bandwidth.
 # usage: bench/run_cpu.sh [shape] [formats...]     e.g. bench/run_cpu.sh tiny bf16 q8 q4
-# Environment: BENCH_REPS (default 3), BENCH_JSON=1 for one JSON object per format, VLM (binary).
+# Then the request engine under load for q8 and q4 (vlm bench --concurrency: aggregate decode tok/s,
+# inter-token latency p50/p99, TTFT of a request arriving while the others decode).
+# Environment: BENCH_REPS (default 3), BENCH_JSON=1 for one JSON object per format, VLM (binary),
+#   CONCURRENCY (default 1,4,8,16,32; empty skips the engine runs), CONCURRENCY_FORMATS (default "q8 q4").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-tiny}
@@ -27,3 +30,14 @@ for q in "${formats[@]}"; do
     echo
   fi
 done
+if [ -n "${CONCURRENCY-1,4,8,16,32}" ]; then
+  for q in ${CONCURRENCY_FORMATS:-q8 q4}; do
+    echo "bench: request engine, $q, concurrency ${CONCURRENCY:-1,4,8,16,32} (128 prompt tokens, 64 new, per request)"
+    if [ "${BENCH_JSON:-0}" = 1 ]; then
+      "$vlm" bench -m "$dir" --quant "$q" --concurrency "${CONCURRENCY:-1,4,8,16,32}" --json
+    else
+      "$vlm" bench -m "$dir" --quant "$q" --concurrency "${CONCURRENCY:-1,4,8,16,32}"
+      echo
+    fi
+  done
+fi
