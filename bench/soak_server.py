@@ -190,6 +190,60 @@ class Soak:
             else:
                 await self.valid(stream=rnd.random() < 0.5)
 
+    async def one_stream(self, prompt, max_tokens):
+        """Arrival times of the content pieces of one streamed request (read as they come) and its usage."""
+        body = json.dumps({"model": self.a.model, "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
+                           "stream_options": {"include_usage": True},
+                           "messages": [{"role": "user", "content": prompt}]}).encode()
+        r, w = await asyncio.open_connection(self.host, self.port)
+        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        if self.a.key:
+            head += "Authorization: Bearer %s\r\n" % self.a.key
+        w.write(head.encode() + b"\r\n" + body)
+        times, usage, buf = [], None, b""
+        while True:
+            chunk = await r.read(65536)
+            if not chunk:
+                break
+            now = time.time()
+            buf += chunk
+            while b"\n\n" in buf:
+                ev, buf = buf.split(b"\n\n", 1)
+                i = ev.find(b"data: ")
+                if i < 0:
+                    continue
+                data = ev[i + 6:]
+                if data.startswith(b"[DONE]"):
+                    w.close()
+                    return times, usage
+                o = json.loads(data)
+                if o.get("usage"):
+                    usage = o["usage"]
+                for c in o.get("choices", []):
+                    if c.get("delta", {}).get("content"):
+                        times.append(now)
+        w.close()
+        return times, usage
+
+    async def throughput(self, n, reps):
+        """n streamed requests at once, each a distinct ~128-token prompt and 64 new tokens (as `vlm bench
+        --concurrency n`): aggregate tok/s while all n decode together, and the gaps between pieces."""
+        words = ["alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "mike", "oscar", "papa"]
+        out = []
+        for rep in range(reps):
+            prompts = [" ".join(random.Random(rep * 1000 + i).choice(words) for _ in range(60)) for i in range(n)]
+            res = await asyncio.gather(*[self.one_stream(p, 64) for p in prompts])
+            t_all = max(t[0] for t, _ in res)
+            t_end = min(t[-1] for t, _ in res)
+            in_window = sum(sum(1 for x in t[1:] if t_all < x <= t_end) for t, _ in res)
+            gaps = sorted(b - a for t, _ in res for a, b in zip(t, t[1:]))
+            out.append({"n": n, "aggregate_decode_pieces_s": round(in_window / (t_end - t_all), 1) if t_end > t_all else None,
+                        "pieces_per_request": [len(t) for t, _ in res][:3],
+                        "completion_tokens": [u["completion_tokens"] for _, u in res][:3],
+                        "prompt_tokens": [u["prompt_tokens"] for _, u in res][:3],
+                        "itl_p50_ms": round(gaps[len(gaps) // 2] * 1e3, 2), "itl_p99_ms": round(gaps[int(len(gaps) * 0.99)] * 1e3, 2)})
+        return out
+
     async def metrics(self):
         st, h, data = await self.request("GET", "/metrics")
         if h.get("transfer-encoding") == "chunked":
@@ -235,6 +289,10 @@ def main():
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--hostile-share", type=float, default=0.3)
     p.add_argument("--slow-bytes", type=int, default=20, help="bytes a slow client reads, one a second, before leaving")
+    p.add_argument("--throughput", type=int, default=0, metavar="N",
+                   help="instead of the soak: N streamed requests at once (128-token prompts, 64 new tokens), as "
+                        "`vlm bench --concurrency N`, --reps times")
+    p.add_argument("--reps", type=int, default=3)
     a = p.parse_args()
     proc = None
     if a.spawn:
@@ -250,6 +308,12 @@ def main():
     if not a.model:
         a.model = os.path.basename(os.path.normpath(a.model_dir)) if a.model_dir else "tiny-mha"
     s = Soak(a)
+    if a.throughput:
+        print(json.dumps(asyncio.run(s.throughput(a.throughput, a.reps))))
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(120)
+        return
     m0, mw, m1, elapsed, running = asyncio.run(s.run())
     alive = proc is None or proc.poll() is None
     valid_ok = sum(s.stats.get(k, [0, 0])[0] for k in ("valid_stream", "valid_json"))

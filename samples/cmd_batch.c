@@ -190,7 +190,7 @@ int vlm_cmd_batch(int argc, char **argv)
     char **finished;
     int n_finished;
     load_finished(out_path, &finished, &n_finished);
-    qsort(finished, (size_t)n_finished, sizeof *finished, cmp_str);
+    if (n_finished) qsort(finished, (size_t)n_finished, sizeof *finished, cmp_str);
     FILE *out = fopen(out_path, "a");
     if (!out) {
         fprintf(stderr, "vlm batch: cannot open '%s' for appending\n", out_path);
@@ -232,7 +232,7 @@ int vlm_cmd_batch(int argc, char **argv)
                 char msg[160];
                 msg[0] = 0;
                 const char *cids = cJSON_IsString(cid) ? cid->valuestring : NULL;
-                if (cids && bsearch(&cids, finished, (size_t)n_finished, sizeof *finished, cmp_str)) {
+                if (cids && n_finished && bsearch(&cids, finished, (size_t)n_finished, sizeof *finished, cmp_str)) {
                     n_skip++;
                     cJSON_Delete(o);
                     continue;

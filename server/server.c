@@ -611,7 +611,13 @@ static void completed(void *cls, struct MHD_Connection *con, void **con_cls, enu
     if (!r) return;
     *con_cls = NULL;
     unlink_req(r);
-    if (r->job) s->be.free_job(r->job); /* cancels it if the client went away; no callback runs after this */
+    if (r->job) { /* a client gone early cancels its job; on_done comes in any case, and the result stays valid
+                     until free_job below */
+        pthread_mutex_lock(&r->mu);
+        if (!r->done) cancel_job(r);
+        while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+        pthread_mutex_unlock(&r->mu);
+    }
     const double t = now_s();
     const vlm_result *res = r->done ? r->result : NULL;
     const char *finish = res ? srv_finish_name(res->finish, r->filtered) : NULL;
@@ -648,6 +654,7 @@ static void completed(void *cls, struct MHD_Connection *con, void **con_cls, enu
     if (s->o.log_requests)
         fprintf(stderr, "%s %s %d %.1f ms%s%s\n", r->client, r->ep_name, r->status, (t - r->t0) * 1e3,
                 finish ? " " : "", finish ? finish : "");
+    if (r->job) s->be.free_job(r->job); /* no callback runs after this */
     srv_chat_free(r->chat);
     srv_buf_free(&r->body);
     srv_buf_free(&r->text);
