@@ -695,6 +695,9 @@ static void update_known(run_ctx *c)
     pthread_mutex_unlock(&c->m);
 }
 
+/* The caller's stop flag (set by a signal handler or another thread). */
+static int stop_asked(const run_ctx *c) { return c->opt.stop && __atomic_load_n(c->opt.stop, __ATOMIC_RELAXED); }
+
 static void set_stopping(run_ctx *c)
 {
     pthread_mutex_lock(&c->m);
@@ -800,7 +803,7 @@ static void main_loop(run_ctx *c)
             handle_answer(c, a);
             progressed = 1;
         }
-        if (!atomic_load(&c->stopping) && (c->fatal || (c->opt.stop && *c->opt.stop))) set_stopping(c);
+        if (!atomic_load(&c->stopping) && (c->fatal || stop_asked(c))) set_stopping(c);
         int stopping = atomic_load(&c->stopping);
         int busy = 0;
         while (!stopping && c->in_flight < c->opt.max_in_flight && step(c, &retry, &busy)) progressed = 1;
@@ -1023,7 +1026,7 @@ int vlm_cap_run(const vlm_cap_backend *be, const char *const *inputs, int n_inpu
         goto out;
     }
     if ((rc = write_run_jsonl(c))) goto out;
-    if (atomic_load(&c->stopping) || (c->opt.stop && *c->opt.stop))
+    if (atomic_load(&c->stopping) || stop_asked(c))
         rc = vlm_errorf(VLM_ERR_INVALID, "caption: stopped (what was done is in the journal; rerun to go on)");
 out:
     if (threaded) {

@@ -90,7 +90,8 @@ typedef struct {
                                model folder and quant); NULL = "" */
     void (*on_event)(void *user, const vlm_caption_event *ev);
     void *user;
-    volatile int *stop;     /* optional: non-zero asks the run to stop (what is done stays journaled) */
+    volatile int *stop;     /* optional: non-zero asks the run to stop after the requests in the engine have answered
+                               (what is done stays journaled); set it from a signal handler or with an atomic store */
 } vlm_caption_options;
 
 void vlm_caption_options_default(vlm_caption_options *o);

@@ -527,7 +527,7 @@ struct FakeEngine {
             a.error = "stand-in failure";
             in_engine--;
             int n = ++answered;
-            if (stop_flag && n == stop_after) *stop_flag = 1;
+            if (stop_flag && n == stop_after) __atomic_store_n(stop_flag, 1, __ATOMIC_RELAXED);
             r.done(r.user, &a);
         }
     }
