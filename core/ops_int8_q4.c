@@ -83,6 +83,54 @@ static void tile_scalar(const q4gemm_job *j, const uint8_t *wp, const float *ws,
 }
 
 #ifdef VLM_HAVE_X86
+/* pack_block with AVX2 (the same bytes and scales): per block, the 32 nibbles of each feature
+ * unpacked to bytes in input order are 8 words of 4 inputs, and the packed layout is their 8 x 8
+ * word transpose per group of 8 features. The pack runs once per call over all the weights, so
+ * for the few input rows of a batched decode step it costs as much as the products. */
+TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uint8_t *wp, float *ws)
+{
+    const int64_t ng = vlm_q_groups(W), bpg = W->group / QB;
+    if (n0 + NC > W->rows) { /* a partial last block of features: the plain version */
+        pack_block(W, n0, nb, wp, ws);
+        return;
+    }
+    const __m128i m4 = _mm_set1_epi8(15);
+    for (int v = 0; v < 2; v++) {
+        const uint8_t *rows[8];
+        const uint16_t *sc[8];
+        for (int c = 0; c < 8; c++) {
+            rows[c] = (const uint8_t *)W->data + (size_t)(n0 + 8 * v + c) * (size_t)W->row_bytes;
+            sc[c] = W->scales + (size_t)(n0 + 8 * v + c) * (size_t)ng;
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i r[8];
+            for (int c = 0; c < 8; c++) {
+                const __m128i p = _mm_loadu_si128((const __m128i *)(rows[c] + b * (QB / 2)));
+                r[c] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(p, 4), m4), _mm_and_si128(p, m4));
+            }
+            /* 8 x 8 transpose of 32-bit words: out[kq] = word kq of features c = 0..7 */
+            __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+            __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+            __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+            __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+            __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+            __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+            __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+            __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+            uint8_t *o = wp + b * QB * NC + v * 32;
+            _mm256_store_si256((__m256i *)(o + 0 * 64), _mm256_permute2x128_si256(u0, u4, 0x20));
+            _mm256_store_si256((__m256i *)(o + 1 * 64), _mm256_permute2x128_si256(u1, u5, 0x20));
+            _mm256_store_si256((__m256i *)(o + 2 * 64), _mm256_permute2x128_si256(u2, u6, 0x20));
+            _mm256_store_si256((__m256i *)(o + 3 * 64), _mm256_permute2x128_si256(u3, u7, 0x20));
+            _mm256_store_si256((__m256i *)(o + 4 * 64), _mm256_permute2x128_si256(u0, u4, 0x31));
+            _mm256_store_si256((__m256i *)(o + 5 * 64), _mm256_permute2x128_si256(u1, u5, 0x31));
+            _mm256_store_si256((__m256i *)(o + 6 * 64), _mm256_permute2x128_si256(u2, u6, 0x31));
+            _mm256_store_si256((__m256i *)(o + 7 * 64), _mm256_permute2x128_si256(u3, u7, 0x31));
+            for (int c = 0; c < 8; c++) ws[b * NC + 8 * v + c] = _cvtsh_ss(sc[c][b / bpg]);
+        }
+    }
+}
+
 TGT static void tile_avx2(const q4gemm_job *j, const uint8_t *wp, const float *ws, int64_t m0, int64_t n0)
 {
     const int64_t nb = j->nb, N = j->W->rows, xs = nb * QB;
@@ -173,7 +221,12 @@ static void q4gemm_task(void *ctx, int64_t b, int64_t e)
     float *ws = (float *)(buf + nb * QB * NC);
     for (int64_t t = b; t < e; t++) {
         const int64_t n0 = t * NC;
-        pack_block(j->W, n0, nb, wp, ws);
+#ifdef VLM_HAVE_X86
+        if (j->avx)
+            pack_block_avx2(j->W, n0, nb, wp, ws);
+        else
+#endif
+            pack_block(j->W, n0, nb, wp, ws);
         for (int64_t m0 = 0; m0 < j->M; m0 += MR) {
 #ifdef VLM_HAVE_X86
             if (j->avx) {
