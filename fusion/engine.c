@@ -47,6 +47,8 @@ struct vlm_engine {
     vlm_engine_stats st;             /* under mu */
     int64_t *expert_counts, *step_counts, n_counts;
     float *logits;                   /* [max_running, vocab] */
+    /* measured costs for the prefill budget of a step (moving averages; 0 = not yet measured) */
+    double decode_ms_per_step, ms_per_prefill_token;
 };
 
 /* ------------------------------------------------------------------ options */
@@ -255,6 +257,14 @@ static void forward_step(vlm_engine *e)
     /* decode rows first (one each), then prompt chunks in admission order */
     for (vlm_job *j = e->running; j; j = j->next)
         if (j->phase == JOB_DECODE) p[n++] = (planned){j, 1, 1}, rows++;
+    /* while streams decode, a step's prompt tokens are held to about the time of one decode step,
+     * so that their next tokens come at most about twice as late (at least 16 tokens a step, so
+     * a prompt still goes in; alone, prefill_chunk) */
+    if (rows && e->decode_ms_per_step > 0 && e->ms_per_prefill_token > 0) {
+        const int64_t fit = (int64_t)(e->decode_ms_per_step / e->ms_per_prefill_token);
+        if (fit < budget) budget = fit > 16 ? fit : 16;
+    }
+    const int64_t decode_rows = rows;
     for (vlm_job *j = e->running; j && budget > 0; j = j->next) {
         if (j->phase != JOB_PREFILL) continue;
         const int64_t left = j->req.n_ids - vlm_kv_cache_len(j->cache), take = left < budget ? left : budget;
@@ -284,6 +294,14 @@ static void forward_step(vlm_engine *e)
     run_forward(e, p, n, x, H, V, e->logits);
     const double ms = vlm_now_ms() - t0;
     free(x);
+    /* the costs the next steps plan with: a step of decode rows only, and the time per prompt token
+     * of a step that had some (less the decode rows' share) */
+    if (rows == decode_rows)
+        e->decode_ms_per_step = e->decode_ms_per_step > 0 ? 0.8 * e->decode_ms_per_step + 0.2 * ms : ms;
+    else if (rows - decode_rows >= 16) {
+        const double per = (ms - (decode_rows ? e->decode_ms_per_step : 0)) / (double)(rows - decode_rows);
+        if (per > 0) e->ms_per_prefill_token = e->ms_per_prefill_token > 0 ? 0.7 * e->ms_per_prefill_token + 0.3 * per : per;
+    }
     /* sample where a last row ran */
     int64_t lrow = 0;
     for (int i = 0; i < n; i++) {
