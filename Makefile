@@ -23,7 +23,7 @@ GIT_COMMIT := $(shell if [ "$$(git -C '$(CURDIR)' rev-parse --show-toplevel 2>/d
   git -C '$(CURDIR)' diff --quiet HEAD -- 2>/dev/null || c="$$c-dirty"; echo "$$c"; else echo unknown; fi)
 endif
 
-LIB_DIRS  = core media vision text fusion
+LIB_DIRS  = core media vision text fusion caption
 LIB_SRCS  = $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 CLI_SRCS  = $(wildcard samples/*.c)
 TEST_SRCS = $(wildcard tests/*.cc)
@@ -32,6 +32,9 @@ BENCH_SRCS = $(wildcard bench/*.c)
 LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS  = $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_OBJS = $(TEST_SRCS:%.cc=$(BUILD)/obj/%.o)
+# vlm serve / vlm batch (server/): in the program and the tests, not in the library; HTTP by libmicrohttpd.
+SERVER_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard server/*.c))
+SERVER_LIBS = -lmicrohttpd
 
 # ---- CUDA backend (cuda/, issue #6) --------------------------------------------------------
 # `make CUDA=1` compiles cuda/*.cu with nvcc (sm_80 and sm_90 code) into libvlm, defines
@@ -64,9 +67,10 @@ VLM_TEST_DATA ?= $(CURDIR)/tests/data
 
 # Debian packages needed to build and test (installed by `make deps` when missing).
 DEB_PKGS = build-essential pkg-config libjpeg62-turbo-dev libpng-dev libcjson-dev libpcre2-dev \
-           libgtest-dev zlib1g-dev clang libclang-rt-14-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libcurl4-openssl-dev
+           libgtest-dev zlib1g-dev clang libclang-rt-14-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libcurl4-openssl-dev \
+           libmicrohttpd-dev curl python3-pip
 
-.PHONY: FORCE all lib cli tests test unit-test cuda-test asan-test fuzz fuzz-smoke fuzz-lib demo deps bench install clean
+.PHONY: FORCE all lib cli tests test unit-test cuda-test asan-test fuzz fuzz-smoke fuzz-lib demo serve-demo deps bench install clean
 all: lib cli
 
 lib: $(BUILD)/libvlm.a $(BUILD)/libvlm.so
@@ -107,11 +111,11 @@ $(BUILD)/obj/core/version.o: $(BUILD)/version.stamp
 $(BUILD)/obj/core/version.o: CFLAGS += -DVLM_VERSION='"$(VERSION)"' -DVLM_GIT_COMMIT='"$(GIT_COMMIT)"'
 FORCE:
 
-$(BUILD)/vlm: $(CLI_OBJS) $(BUILD)/libvlm.a
-	$(CC) $(SAN) -o $@ $(CLI_OBJS) $(BUILD)/libvlm.a $(LIBS)
+$(BUILD)/vlm: $(CLI_OBJS) $(SERVER_OBJS) $(BUILD)/libvlm.a
+	$(CC) $(SAN) -o $@ $(CLI_OBJS) $(SERVER_OBJS) $(BUILD)/libvlm.a $(LIBS) $(SERVER_LIBS)
 
-$(BUILD)/vlm_tests: $(TEST_OBJS) $(BUILD)/libvlm.a
-	$(CXX) $(SAN) -o $@ $(TEST_OBJS) $(BUILD)/libvlm.a -lgtest -lgtest_main $(LIBS) -lz
+$(BUILD)/vlm_tests: $(TEST_OBJS) $(SERVER_OBJS) $(BUILD)/libvlm.a
+	$(CXX) $(SAN) -o $@ $(TEST_OBJS) $(SERVER_OBJS) $(BUILD)/libvlm.a -lgtest -lgtest_main $(LIBS) $(SERVER_LIBS) -lz
 
 tests: $(BUILD)/vlm_tests $(BUILD)/vlm
 
@@ -124,6 +128,12 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+	@# the server tests' clients (tests/server/*.py), from PyPI when missing
+	@python3 -c 'import openai, prometheus_client' 2>/dev/null || python3 -m pip install -q openai prometheus_client \
+	  || python3 -m pip install -q --break-system-packages openai prometheus_client
+	@# the caption tests' subtitle parsers (tests/caption/check_subs.py), from PyPI when missing
+	@python3 -c 'import srt, webvtt' 2>/dev/null || python3 -m pip install -q srt webvtt-py \
+	  || python3 -m pip install -q --break-system-packages srt webvtt-py
 
 # The unit suite, the same suite built with AddressSanitizer + UBSan, and a short run of every fuzz target.
 test: deps
@@ -190,14 +200,24 @@ fuzz: $(FUZZ_BINS)
 
 DEMO_MODEL = tests/data/golden/tiny-mha
 DEMO_IMAGE = tests/data/golden/inputs/case1_640x480_png/image.png
+DEMO_CLIP  = tests/data/media/caption_demo.mp4
 demo: deps
 	$(MAKE) all
 	@echo "demo: the bundled checkpoint has tiny random weights, so its answer is noise (see README for real ones)"
 	$(BUILD)/vlm ask -m $(DEMO_MODEL) -i $(DEMO_IMAGE) --max-tokens 16 "Describe this image."
+	@echo "demo: vlm caption on a 6 s test-pattern clip (one caption per 2 s), then its subtitles"
+	$(BUILD)/vlm caption -m $(DEMO_MODEL) --max-tokens 12 --out-dir $(BUILD)/demo-captions $(DEMO_CLIP)
+	cat $(BUILD)/demo-captions/caption_demo.srt
 
-# Random Tiny-shaped weights (made once by `vlm mkmodel`), timed in bf16, q8 and q4.
+# vlm serve on the bundled checkpoint: one curl call and one openai client call, then a graceful SIGTERM.
+serve-demo: deps
+	$(MAKE) cli
+	tests/server/serve_demo.sh $(BUILD)/vlm $(DEMO_MODEL) $(DEMO_IMAGE)
+
+# Random Tiny-shaped weights (made once by `vlm mkmodel`), timed in bf16, q8 and q4; then vlm caption on a 60 s clip.
 bench: all
 	VLM=$(BUILD)/vlm bench/run_cpu.sh tiny bf16 q8 q4
+	VLM=$(BUILD)/vlm bench/run_caption.sh q4 bf16
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
@@ -207,7 +227,7 @@ install: all
 	install -m 755 $(BUILD)/libvlm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libvlm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf libvlm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libvlm.so
-	install -m 644 include/vlm.h $(DESTDIR)$(PREFIX)/include/vlm.h
+	install -m 644 include/vlm.h include/vlm_status.h include/vlm_caption.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(VERSION_MAJOR)|' \
 	  -e 's|@LIBS@|$(LIBS)|' vlm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vlm.pc
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1

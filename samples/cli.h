@@ -15,6 +15,7 @@ int vlm_cmd_mkmodel(int argc, char **argv);
 int vlm_cmd_bench(int argc, char **argv);
 int vlm_cmd_media(int argc, char **argv);
 int vlm_cmd_quantize(int argc, char **argv);
+int vlm_cmd_caption(int argc, char **argv);
 
 /* Prints "vlm <cmd>: <message>" for the library's last error and returns 1. */
 int cli_fail(const char *cmd);

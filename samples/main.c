@@ -1,5 +1,6 @@
 /* vlm: ask questions about images with vision-language models. */
 #include "samples/cli.h"
+#include "server/server_cli.h" /* vlm serve, vlm batch */
 #include "core/ops.h"
 #include "core/version.h"
 
@@ -18,6 +19,9 @@ static void usage(FILE *f)
           "  mkmodel     random-weight checkpoint of real shapes:  vlm mkmodel --shape tiny <out dir>\n"
           "  bench       CPU speed of a model:  vlm bench -m <model dir> [--quant q8] [--json]\n"
           "  quantize    store converted weights:  vlm quantize <model dir> <out dir> --quant q4\n"
+          "  caption     subtitles and records for videos:  vlm caption -m <model dir> videos/ --out-dir captions\n"
+          "  serve       OpenAI-compatible HTTP API:  vlm serve -m <model dir> [--port 8080]\n"
+          "  batch       OpenAI Batch file offline:  vlm batch -m <model dir> requests.jsonl -o results.jsonl\n"
           "  version     version, git commit, build options and the SIMD level in use (also --version)\n"
           "\n"
           "`vlm <command> --help` shows a command's options.\n",
@@ -49,6 +53,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "bench")) return vlm_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "media")) return vlm_cmd_media(argc - 1, argv + 1);
     if (!strcmp(cmd, "quantize")) return vlm_cmd_quantize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "caption")) return vlm_cmd_caption(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return vlm_cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "batch")) return vlm_cmd_batch(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "-V")) return print_version();
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
