@@ -231,8 +231,11 @@ class Soak:
         words = ["alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "mike", "oscar", "papa"]
         out = []
         for rep in range(reps):
-            prompts = [" ".join(random.Random(rep * 1000 + i).choice(words) for _ in range(60)) for i in range(n)]
+            prompts = [" ".join(random.Random(rep * 1000 + i).choice(words) for _ in range(23)) for i in range(n)]
             res = await asyncio.gather(*[self.one_stream(p, 64) for p in prompts])
+            if any(len(t) < 2 for t, _ in res):
+                out.append({"n": n, "error": "a stream gave fewer than 2 text pieces", "pieces": [len(t) for t, _ in res]})
+                continue
             t_all = max(t[0] for t, _ in res)
             t_end = min(t[-1] for t, _ in res)
             in_window = sum(sum(1 for x in t[1:] if t_all < x <= t_end) for t, _ in res)
@@ -307,6 +310,14 @@ def main():
         sys.exit("soak: give --base or --spawn")
     if not a.model:
         a.model = os.path.basename(os.path.normpath(a.model_dir)) if a.model_dir else "tiny-mha"
+    try:
+        run(a, proc)
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+
+
+def run(a, proc):
     s = Soak(a)
     if a.throughput:
         print(json.dumps(asyncio.run(s.throughput(a.throughput, a.reps))))
@@ -344,7 +355,8 @@ def main():
             rc = -9
         print("server exit status after SIGTERM: %d" % rc)
         alive = alive and rc == 0
-    sys.exit(0 if valid_bad == 0 and alive and running == 0 else 1)
+    if valid_bad or not alive or running != 0:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
