@@ -8,6 +8,7 @@
  *   itl_p99_during_arrival_ms  the running streams' p99 gap while it was prefilled */
 #include "vlm.h"
 
+#include "fusion/config.h"
 #include "samples/cli.h"
 
 #include <cjson/cJSON.h>
@@ -43,7 +44,8 @@ static int submit(vlm_engine *e, stream *s, uint64_t seed, int64_t vocab, vlm_jo
     uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
     for (int i = 0; i < PROMPT; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        ids[i] = (int32_t)(100 + x % (uint64_t)(vocab - 1000)); /* ordinary tokens, away from the specials */
+        /* ordinary tokens: above the first 100 and below the last tenth (where the special ones are) */
+        ids[i] = (int32_t)(100 + x % (uint64_t)(vocab * 9 / 10 - 100));
     }
     vlm_request_options o;
     vlm_request_options_default(&o);
@@ -102,7 +104,12 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
     const double t0 = cli_now_ms();
     if (vlm_engine_open(dir, &eo, &e)) return cli_fail("bench");
     if (!json) fprintf(stderr, "vlm bench: engine open in %.0f ms (%s)\n", cli_now_ms() - t0, quant ? quant : "default");
-    const int64_t vocab = 100000; /* ids are drawn below this and the model's 102400 (checked by the engine) */
+    vlm_vl2_config cfg;
+    if (vlm_vl2_config_load(dir, &cfg)) {
+        vlm_engine_close(e);
+        return cli_fail("bench");
+    }
+    const int64_t vocab = cfg.lm.vocab_size;
     stream *s = calloc((size_t)max_n + 1, sizeof *s);
     vlm_job **jobs = calloc((size_t)max_n + 1, sizeof *jobs);
     double *gaps = malloc((size_t)(max_n + 1) * (NEW + 1) * sizeof *gaps);
