@@ -327,7 +327,7 @@ static void forward_step(vlm_engine *e)
         }
         const int32_t id = vlm_sampler_sample(j->sampler, lg, j->history, j->n_hist);
         if (id < 0) {
-            fail(j, vlm_error_prefix(id, "sampling token %lld", (long long)j->n_gen + 1));
+            fail(j, id); /* the sampler's message names the step */
             continue;
         }
         if (atomic_load(&j->cancel)) {

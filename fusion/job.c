@@ -74,10 +74,9 @@ static int resolve_input(const vlm_engine_options *eo, const vlm_image_input *in
         if (!np) rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
         else *pics = np, *cap = nc;
     }
-    if (rc) {
+    if (rc) { /* the resolver's messages name the input already */
         vlm_resolved_free(&r);
-        if (in->path && strlen(in->path) > 64) return vlm_error_prefix(rc, "%.64s...", in->path);
-        return in->path ? vlm_error_prefix(rc, "%s", in->path) : rc;
+        return rc;
     }
     if (in->rgb) {
         picture *p = &(*pics)[*n];

@@ -207,6 +207,11 @@ int vlm_engine_stats_get(vlm_engine *e, vlm_engine_stats *out);
 int64_t vlm_engine_expert_counts(vlm_engine *e, int64_t *counts, int64_t cap);
 
 const char *vlm_last_error(void);
+/* The library's version ("0.1.0"), the git commit it was built from, and its build options ("CUDA" or
+ * "no CUDA"). */
+const char *vlm_version(void);
+const char *vlm_build_commit(void);
+const char *vlm_build_options(void);
 
 #ifdef __cplusplus
 }
