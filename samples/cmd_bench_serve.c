@@ -1,6 +1,8 @@
 /* vlm bench --concurrency 1,4,8,...: the request engine under load, through the public API.
- * For each N: N requests of a 128-token prompt (random ids, so no prefix is shared) and 64 new
- * tokens submitted together; then N - 1 decoding while one more arrives. Figures:
+ * For each N: N requests of a 128-token prompt (random ids, so no prefix is shared) submitted
+ * together; once all N have their first token (their prompts go in as the engine schedules them),
+ * the next 64 tokens of every stream are timed, with all N decoding (as llama-batched-bench's S_TG
+ * times generation after the prompts); then N - 1 decoding while one more arrives. Figures:
  *   aggregate_decode_tok_s  tokens made while all N decode together / that time
  *   itl_p50_ms, itl_p99_ms  the gaps between a stream's tokens (all streams, whole run)
  *   ttft_ms                 submit to first token of a request arriving while N - 1 others decode
@@ -21,10 +23,11 @@
 
 #define PROMPT 128
 #define NEW 64
+#define LONG 1024 /* phase one's requests run on until their 64 timed tokens are in, then are cancelled */
 #define MAX_N 256
 
 typedef struct {
-    double t[NEW + 1];
+    double t[LONG + 1];
     atomic_int n;
 } stream;
 
@@ -33,12 +36,12 @@ static int on_token(void *user, int32_t id)
     (void)id;
     stream *s = user;
     int i = atomic_load(&s->n);
-    if (i <= NEW) s->t[i] = cli_now_ms();
+    if (i <= LONG) s->t[i] = cli_now_ms();
     atomic_store(&s->n, i + 1);
     return 0;
 }
 
-static int submit(vlm_engine *e, stream *s, uint64_t seed, int64_t vocab, vlm_job **out)
+static int submit(vlm_engine *e, stream *s, uint64_t seed, int64_t vocab, int max_new, vlm_job **out)
 {
     int32_t ids[PROMPT];
     uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
@@ -49,7 +52,7 @@ static int submit(vlm_engine *e, stream *s, uint64_t seed, int64_t vocab, vlm_jo
     }
     vlm_request_options o;
     vlm_request_options_default(&o);
-    o.gen.max_new_tokens = NEW;
+    o.gen.max_new_tokens = max_new;
     o.gen.ignore_eos = 1;
     o.gen.user = s;
     o.on_token = on_token;
@@ -112,7 +115,7 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
     const int64_t vocab = cfg.lm.vocab_size;
     stream *s = calloc((size_t)max_n + 1, sizeof *s);
     vlm_job **jobs = calloc((size_t)max_n + 1, sizeof *jobs);
-    double *gaps = malloc((size_t)(max_n + 1) * (NEW + 1) * sizeof *gaps);
+    double *gaps = malloc((size_t)(max_n + 1) * (LONG + 1) * sizeof *gaps);
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "concurrency");
     int rc = 0;
     double ttft_alone = 0;
@@ -122,36 +125,39 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
         /* the idle TTFT of one request (the baseline for the arrival figure) */
         if (!ttft_alone) {
             const double a = cli_now_ms();
-            if ((rc = submit(e, &s[0], 999, vocab, &jobs[0]))) break;
+            if ((rc = submit(e, &s[0], 999, vocab, NEW, &jobs[0]))) break;
             wait_tokens(&s[0], 1, 1);
             ttft_alone = s[0].t[0] - a;
             vlm_job_free(jobs[0]);
         }
-        /* n together */
-        for (int i = 0; i < n && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 1000 + i), vocab, &jobs[i]);
+        /* n together: once every stream has its first token, their next NEW tokens are timed */
+        for (int i = 0; i < n && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 1000 + i), vocab, LONG, &jobs[i]);
         if (rc) break;
-        wait_all(jobs, n);
-        double t_all = 0, t_end = 1e300;
+        wait_tokens(s, n, 1);
+        int k0[MAX_N];
+        for (int i = 0; i < n; i++) k0[i] = atomic_load(&s[i].n);
+        const double t_all = cli_now_ms();
+        for (int i = 0; i < n; i++) wait_tokens(&s[i], 1, k0[i] + NEW);
+        for (int i = 0; i < n; i++) vlm_job_free(jobs[i]);
+        double t_end = 1e300;
         int ng = 0;
         for (int i = 0; i < n; i++) {
-            if (s[i].t[0] > t_all) t_all = s[i].t[0];
-            if (s[i].t[NEW - 1] < t_end) t_end = s[i].t[NEW - 1];
-            for (int t = 1; t < NEW; t++) gaps[ng++] = s[i].t[t] - s[i].t[t - 1];
+            if (s[i].t[k0[i] + NEW - 1] < t_end) t_end = s[i].t[k0[i] + NEW - 1];
+            for (int t = k0[i]; t < k0[i] + NEW; t++) gaps[ng++] = s[i].t[t] - s[i].t[t - 1];
         }
         int64_t in_window = 0;
         for (int i = 0; i < n; i++)
-            for (int t = 1; t < NEW; t++) in_window += s[i].t[t] > t_all && s[i].t[t] <= t_end;
+            for (int t = k0[i]; t < k0[i] + NEW; t++) in_window += s[i].t[t] > t_all && s[i].t[t] <= t_end;
         const double agg = t_end > t_all ? in_window / ((t_end - t_all) / 1e3) : 0;
         const double p50 = pct(gaps, ng, 0.5), p99 = pct(gaps, ng, 0.99);
-        for (int i = 0; i < n; i++) vlm_job_free(jobs[i]);
         /* n - 1 decoding, one arrives */
         double ttft = ttft_alone, p99_arr = 0;
         if (n > 1) {
-            for (int i = 0; i < n - 1 && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 1000 + 500 + i), vocab, &jobs[i]);
+            for (int i = 0; i < n - 1 && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 1000 + 500 + i), vocab, NEW, &jobs[i]);
             if (rc) break;
             wait_tokens(s, n - 1, 8);
             const double a = cli_now_ms();
-            if ((rc = submit(e, &s[n - 1], (uint64_t)(k * 1000 + 900), vocab, &jobs[n - 1]))) break;
+            if ((rc = submit(e, &s[n - 1], (uint64_t)(k * 1000 + 900), vocab, NEW, &jobs[n - 1]))) break;
             wait_tokens(&s[n - 1], 1, 1);
             const double first = s[n - 1].t[0];
             ttft = first - a;
