@@ -729,7 +729,7 @@ void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, c
         vlm_gemv_bf16(y, x, M, W, bias); /* BF16 decode: the reference GEMV reads BF16 directly */
         return;
     }
-    if (M <= VLM_GEMV_MAX_ROWS && quantized) {
+    if (M <= vlm_gemv_max_rows(W) && quantized) {
         uint8_t *buf = malloc(qx_bytes(W, M));
         if (buf) {
             qgemv_job g;
@@ -763,7 +763,7 @@ typedef struct {
 
 static int batchable(const vlm_linear_job *j)
 {
-    return j->M > 0 && j->M <= VLM_GEMV_MAX_ROWS && j->W->quant != VLM_WQ_NONE && j->W->rows > 0 &&
+    return j->M > 0 && j->M <= vlm_gemv_max_rows(j->W) && j->W->quant != VLM_WQ_NONE && j->W->rows > 0 &&
            (j->W->quant != VLM_WQ_BF16 || j->W->dtype == VLM_DT_BF16);
 }
 

@@ -20,6 +20,15 @@ void vlm_linear_ref(float *y, const float *x, int64_t M, const vlm_weight *W, co
 #ifndef VLM_GEMV_MAX_ROWS
 #define VLM_GEMV_MAX_ROWS 3
 #endif
+/* q8 weights take the GEMV for up to this many rows: their GEMM (fp32 products on weights
+ * dequantized into panels, int8 activations being off for q8) costs the dequantization of every
+ * weight per call, so a batched decode step of up to 16 sequences is cheaper as int8 GEMVs. */
+#define VLM_GEMV_MAX_ROWS_Q8 16
+/* The GEMV row limit for W's format. */
+static inline int vlm_gemv_max_rows(const vlm_weight *W)
+{
+    return W->quant == VLM_WQ_Q8 && vlm_ops_int8_activations() != 1 ? VLM_GEMV_MAX_ROWS_Q8 : VLM_GEMV_MAX_ROWS;
+}
 /* The pooled BF16 GEMV (y = x W^T + bias, M rows). */
 void vlm_gemv_bf16(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 void vlm_gemv_bf16_range(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias, int64_t b,

@@ -172,8 +172,10 @@ void check_linear(vlm_wquant fmt, int group, int64_t M, int64_t N, int64_t K, bo
   vlm_op_linear(ref.data(), x.data(), M, &ref_w, bias ? b.data() : nullptr);
   vlm_op_linear(y.data(), x.data(), M, &W, bias ? b.data() : nullptr);
   const int mode = vlm_ops_int8_activations();
+  // int8 inputs: the GEMVs (q4: up to 3 rows; q8: up to 16, a batched decode step - core/ops_internal.h)
+  // and the int8 GEMM (q4 by default, q8 when forced on)
   const bool int8_inputs = (fmt == VLM_WQ_Q8 || fmt == VLM_WQ_Q4) &&
-                           (M < 4 || mode == 1 || (mode < 0 && fmt == VLM_WQ_Q4));
+                           (M < 4 || mode == 1 || (mode < 0 && fmt == VLM_WQ_Q4) || (fmt == VLM_WQ_Q8 && M <= 16));
   double worst = 0;
   for (int64_t i = 0; i < M; i++)
     for (int64_t n = 0; n < N; n++) {
