@@ -287,20 +287,29 @@ int vlm_cap_journal_segment(vlm_cap_journal *j, const char *video, const vlm_cap
     return VLM_OK;
 }
 
-int vlm_cap_journal_summary(vlm_cap_journal *j, const char *video, const char *summary)
+/* A record of one text field ("summary", "error") for video, appended, then kept in the video's state
+ * (*field of it, chosen by the caller through the returned video). */
+static vlm_cap_jvideo *text_record(vlm_cap_journal *j, const char *type, const char *video, const char *text, int *rc)
 {
     vlm_cap_sbuf b = {0};
-    head(&b, j, "summary", video);
-    vlm_cap_sb_puts(&b, ",\"summary\":");
-    vlm_cap_sb_json_str(&b, summary);
+    head(&b, j, type, video);
+    vlm_cap_sb_printf(&b, ",\"%s\":", type);
+    vlm_cap_sb_json_str(&b, text);
     vlm_cap_sb_puts(&b, "}\n");
-    int rc = append(j, &b);
+    *rc = append(j, &b);
     vlm_cap_sb_free(&b);
-    if (rc) return rc;
+    if (*rc) return NULL;
     vlm_cap_jvideo *v = get_video(j, video, 1);
-    if (!v) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
-    set_str(&v->summary, summary);
-    return VLM_OK;
+    if (!v) *rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    return v;
+}
+
+int vlm_cap_journal_summary(vlm_cap_journal *j, const char *video, const char *summary)
+{
+    int rc;
+    vlm_cap_jvideo *v = text_record(j, "summary", video, summary, &rc);
+    if (v) set_str(&v->summary, summary);
+    return rc;
 }
 
 int vlm_cap_journal_video(vlm_cap_journal *j, const char *video, int n_segments)
@@ -321,16 +330,8 @@ int vlm_cap_journal_video(vlm_cap_journal *j, const char *video, int n_segments)
 
 int vlm_cap_journal_error(vlm_cap_journal *j, const char *video, const char *error)
 {
-    vlm_cap_sbuf b = {0};
-    head(&b, j, "error", video);
-    vlm_cap_sb_puts(&b, ",\"error\":");
-    vlm_cap_sb_json_str(&b, error);
-    vlm_cap_sb_puts(&b, "}\n");
-    int rc = append(j, &b);
-    vlm_cap_sb_free(&b);
-    if (rc) return rc;
-    vlm_cap_jvideo *v = get_video(j, video, 1);
-    if (!v) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
-    set_str(&v->error, error);
-    return VLM_OK;
+    int rc;
+    vlm_cap_jvideo *v = text_record(j, "error", video, error, &rc);
+    if (v) set_str(&v->error, error);
+    return rc;
 }
