@@ -9,10 +9,11 @@
  * into one fp32 accumulator,  a = fma(float(S_b), dw_b * dx_b, a), blocks in order; the output
  * is a + bias. The scalar kernel does the same operations, so both give the same bits.
  *
- * Work is split over blocks of 16 output features. A task repacks its block's weights once
- * (per block of 32 and group of 4 inputs: 16 features x 4 nibbles widened to bytes, the layout
- * vpmaddubsw wants against 4 broadcast input bytes) with their scales as fp32, then tiles of
- * 3 input rows x 16 features run over all of K with 12 accumulators in registers. */
+ * Work is split over panels of 16 output features, runs of consecutive panels per pool task. A
+ * task repacks a panel's weights once (per block of 32 and group of 4 inputs: 16 features x 4
+ * nibbles widened to bytes, the layout vpmaddubsw wants against 4 broadcast input bytes) with
+ * their scales as fp32, prefetching the next panel, then tiles of up to 3 input rows x 16 features
+ * run over all of K with 12 accumulators in registers. */
 #include "core/ops.h"
 #include "core/ops_internal.h"
 #include "core/threadpool.h"
@@ -32,9 +33,9 @@
 
 typedef struct {
     float *y;
-    const int8_t *xq;  /* [M + MR][nb * QB]; the last MR rows are zero (tile padding) */
-    const float *xd;   /* [M + MR][nb] */
-    int32_t *x8;       /* [M + MR][nb]: 8 * sum of the block's int8 inputs (offset_task) */
+    const int8_t *xq;  /* [M][nb * QB] */
+    const float *xd;   /* [M][nb] */
+    int32_t *x8;       /* [M][nb]: 8 * sum of the block's int8 inputs (offset_task) */
     int64_t M, nb;
     const vlm_weight *W;
     const float *bias;
@@ -83,18 +84,56 @@ static void tile_scalar(const q4gemm_job *j, const uint8_t *wp, const float *ws,
 }
 
 #ifdef VLM_HAVE_X86
-/* pack_block with AVX2 (the same bytes and scales): per block, the 32 nibbles of each feature
- * unpacked to bytes in input order are 8 words of 4 inputs, and the packed layout is their 8 x 8
- * word transpose per group of 8 features. The pack runs once per call over all the weights, so
- * for the few input rows of a batched decode step it costs as much as the products. */
-TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uint8_t *wp, float *ws)
+/* The fp32 scales ws[b][NC] of features [n0, n0 + 8 v + 8) for blocks [0, nb): with one scale per
+ * block (group 32), 8 blocks x 8 features at a time as an 8 x 8 transpose of the fp16 scales and
+ * one conversion per block; the rest one by one. */
+TGT static void pack_scales_avx2(const uint16_t *const *sc, int64_t bpg, int64_t nb, int v, float *ws)
+{
+    int64_t b = 0;
+    if (bpg == 1)
+        for (; b + 8 <= nb; b += 8) {
+            __m128i r[8];
+            for (int c = 0; c < 8; c++) r[c] = _mm_loadu_si128((const __m128i *)(sc[c] + b));
+            /* 8 x 8 transpose of 16-bit values: out[i] = scale of block b + i for features 0..7 */
+            const __m128i t0 = _mm_unpacklo_epi16(r[0], r[1]), t1 = _mm_unpackhi_epi16(r[0], r[1]);
+            const __m128i t2 = _mm_unpacklo_epi16(r[2], r[3]), t3 = _mm_unpackhi_epi16(r[2], r[3]);
+            const __m128i t4 = _mm_unpacklo_epi16(r[4], r[5]), t5 = _mm_unpackhi_epi16(r[4], r[5]);
+            const __m128i t6 = _mm_unpacklo_epi16(r[6], r[7]), t7 = _mm_unpackhi_epi16(r[6], r[7]);
+            const __m128i u0 = _mm_unpacklo_epi32(t0, t2), u1 = _mm_unpackhi_epi32(t0, t2);
+            const __m128i u2 = _mm_unpacklo_epi32(t1, t3), u3 = _mm_unpackhi_epi32(t1, t3);
+            const __m128i u4 = _mm_unpacklo_epi32(t4, t6), u5 = _mm_unpackhi_epi32(t4, t6);
+            const __m128i u6 = _mm_unpacklo_epi32(t5, t7), u7 = _mm_unpackhi_epi32(t5, t7);
+            const __m128i o[8] = {_mm_unpacklo_epi64(u0, u4), _mm_unpackhi_epi64(u0, u4), _mm_unpacklo_epi64(u1, u5),
+                                  _mm_unpackhi_epi64(u1, u5), _mm_unpacklo_epi64(u2, u6), _mm_unpackhi_epi64(u2, u6),
+                                  _mm_unpacklo_epi64(u3, u7), _mm_unpackhi_epi64(u3, u7)};
+            for (int i = 0; i < 8; i++) _mm256_store_ps(ws + (b + i) * NC + 8 * v, _mm256_cvtph_ps(o[i]));
+        }
+    for (; b < nb; b++)
+        for (int c = 0; c < 8; c++) ws[b * NC + 8 * v + c] = _cvtsh_ss(sc[c][b / bpg]);
+}
+
+/* pack_block with AVX2 (the same bytes and scales). Per block and group of 8 features, the 16
+ * stored bytes of each feature are 4 words; the 4 x 8 word transpose of the stored bytes comes
+ * first, then the nibbles of each transposed word w are split: its low nibbles are inputs
+ * 4w..4w+3 of the 8 features (kq = w), its high ones inputs 16+4w.. (kq = w + 4). The pack runs
+ * once per call over all the weights, so for the few input rows of a batched decode step it costs
+ * about as much as the products. */
+TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uint8_t *wp, float *ws,
+                                int64_t n_next)
 {
     const int64_t ng = vlm_q_groups(W), bpg = W->group / QB;
+    /* The next panel this task packs (n_next, or -1), prefetched into L2 two lines per step so
+     * that its rows arrive while this panel is packed and its tiles computed: a panel's 16 rows
+     * are one contiguous stretch, but each step reads only 16 bytes of 8 rows, too little of a
+     * stream for the hardware prefetcher (without this the pack waited on memory, ~9 GB/s). */
+    const uint8_t *ahead = n_next >= 0 ? (const uint8_t *)W->data + (size_t)n_next * (size_t)W->row_bytes : NULL;
+    const int64_t ahead_rows = n_next >= 0 ? (W->rows - n_next < NC ? W->rows - n_next : NC) : 0;
+    const uint8_t *ahead_end = ahead ? ahead + (size_t)ahead_rows * (size_t)W->row_bytes : NULL;
     if (n0 + NC > W->rows) { /* a partial last block of features: the plain version */
         pack_block(W, n0, nb, wp, ws);
         return;
     }
-    const __m128i m4 = _mm_set1_epi8(15);
+    const __m256i m4 = _mm256_set1_epi8(15);
     for (int v = 0; v < 2; v++) {
         const uint8_t *rows[8];
         const uint16_t *sc[8];
@@ -103,38 +142,45 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
             sc[c] = W->scales + (size_t)(n0 + 8 * v + c) * (size_t)ng;
         }
         for (int64_t b = 0; b < nb; b++) {
-            __m256i r[8];
-            for (int c = 0; c < 8; c++) {
-                const __m128i p = _mm_loadu_si128((const __m128i *)(rows[c] + b * (QB / 2)));
-                r[c] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(p, 4), m4), _mm_and_si128(p, m4));
+            if (ahead && ahead < ahead_end) {
+                _mm_prefetch((const char *)ahead, _MM_HINT_T1);
+                _mm_prefetch((const char *)ahead + 64, _MM_HINT_T1);
+                ahead += 128;
             }
-            /* 8 x 8 transpose of 32-bit words: out[kq] = word kq of features c = 0..7 */
-            __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
-            __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
-            __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
-            __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
-            __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-            __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-            __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
-            __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+            const int64_t o16 = b * (QB / 2);
+            /* aC = stored bytes of features C (low lane) and C + 4 (high lane); written out, as
+             * arrays of vectors were kept in memory by GCC */
+#define LOAD2(c) _mm256_loadu2_m128i((const __m128i *)(rows[(c) + 4] + o16), (const __m128i *)(rows[c] + o16))
+            const __m256i a0 = LOAD2(0), a1 = LOAD2(1), a2 = LOAD2(2), a3 = LOAD2(3);
+#undef LOAD2
+            const __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1);
+            const __m256i t2 = _mm256_unpacklo_epi32(a2, a3), t3 = _mm256_unpackhi_epi32(a2, a3);
+            /* word i of features 0..7, in feature order: its low nibbles are kq = i, its high ones kq = i + 4 */
             uint8_t *o = wp + b * QB * NC + v * 32;
-            _mm256_store_si256((__m256i *)(o + 0 * 64), _mm256_permute2x128_si256(u0, u4, 0x20));
-            _mm256_store_si256((__m256i *)(o + 1 * 64), _mm256_permute2x128_si256(u1, u5, 0x20));
-            _mm256_store_si256((__m256i *)(o + 2 * 64), _mm256_permute2x128_si256(u2, u6, 0x20));
-            _mm256_store_si256((__m256i *)(o + 3 * 64), _mm256_permute2x128_si256(u3, u7, 0x20));
-            _mm256_store_si256((__m256i *)(o + 4 * 64), _mm256_permute2x128_si256(u0, u4, 0x31));
-            _mm256_store_si256((__m256i *)(o + 5 * 64), _mm256_permute2x128_si256(u1, u5, 0x31));
-            _mm256_store_si256((__m256i *)(o + 6 * 64), _mm256_permute2x128_si256(u2, u6, 0x31));
-            _mm256_store_si256((__m256i *)(o + 7 * 64), _mm256_permute2x128_si256(u3, u7, 0x31));
-            for (int c = 0; c < 8; c++) ws[b * NC + 8 * v + c] = _cvtsh_ss(sc[c][b / bpg]);
+#define SPLIT(i, wv)                                                                                \
+    do {                                                                                            \
+        const __m256i x_ = (wv);                                                                    \
+        _mm256_store_si256((__m256i *)(o + (i) * 64), _mm256_and_si256(x_, m4));                    \
+        _mm256_store_si256((__m256i *)(o + ((i) + 4) * 64), _mm256_and_si256(_mm256_srli_epi16(x_, 4), m4)); \
+    } while (0)
+            SPLIT(0, _mm256_unpacklo_epi64(t0, t2));
+            SPLIT(1, _mm256_unpackhi_epi64(t0, t2));
+            SPLIT(2, _mm256_unpacklo_epi64(t1, t3));
+            SPLIT(3, _mm256_unpackhi_epi64(t1, t3));
+#undef SPLIT
         }
+        pack_scales_avx2(sc, bpg, nb, v, ws);
     }
 }
 
-TGT static void tile_avx2(const q4gemm_job *j, const uint8_t *wp, const float *ws, int64_t m0, int64_t n0)
+/* R (1..MR, a constant after inlining) input rows from m0: the last tile of M rows takes only the
+ * rows left, instead of products with zero rows (M = 8: 8 rows computed, not 9). */
+static TGT __attribute__((always_inline)) inline void tile_rows_avx2(const q4gemm_job *j, const uint8_t *wp,
+                                                                     const float *ws, int64_t m0, int64_t n0,
+                                                                     const int R)
 {
     const int64_t nb = j->nb, N = j->W->rows, xs = nb * QB;
-    const int8_t *x0 = j->xq + m0 * xs, *x1 = x0 + xs, *x2 = x1 + xs; /* rows past M are the zero rows */
+    const int8_t *x0 = j->xq + m0 * xs, *x1 = x0 + xs, *x2 = x1 + xs; /* x1, x2 read only when R > 1, 2 */
     const float *d0 = j->xd + m0 * nb, *d1 = d0 + nb, *d2 = d1 + nb;
     const int32_t *s0 = j->x8 + m0 * nb, *s1 = s0 + nb, *s2 = s1 + nb;
     const __m256i ones = _mm256_set1_epi16(1);
@@ -158,14 +204,18 @@ TGT static void tile_avx2(const q4gemm_job *j, const uint8_t *wp, const float *w
             __m256i xb = _mm256_set1_epi32(t);
             STEP(a00, w0, xb);
             STEP(a01, w1, xb);
-            memcpy(&t, x1 + b * QB + kq * 4, 4);
-            xb = _mm256_set1_epi32(t);
-            STEP(a10, w0, xb);
-            STEP(a11, w1, xb);
-            memcpy(&t, x2 + b * QB + kq * 4, 4);
-            xb = _mm256_set1_epi32(t);
-            STEP(a20, w0, xb);
-            STEP(a21, w1, xb);
+            if (R > 1) {
+                memcpy(&t, x1 + b * QB + kq * 4, 4);
+                xb = _mm256_set1_epi32(t);
+                STEP(a10, w0, xb);
+                STEP(a11, w1, xb);
+            }
+            if (R > 2) {
+                memcpy(&t, x2 + b * QB + kq * 4, 4);
+                xb = _mm256_set1_epi32(t);
+                STEP(a20, w0, xb);
+                STEP(a21, w1, xb);
+            }
         }
 #undef STEP
         const __m256 ws0 = _mm256_load_ps(ws + b * NC), ws1 = _mm256_load_ps(ws + b * NC + 8);
@@ -176,23 +226,38 @@ TGT static void tile_avx2(const q4gemm_job *j, const uint8_t *wp, const float *w
         __m256 d = _mm256_broadcast_ss(d0 + b);
         SCALE(a00, c, d, ws0, f00);
         SCALE(a01, c, d, ws1, f01);
-        c = _mm256_set1_epi32(s1[b]);
-        d = _mm256_broadcast_ss(d1 + b);
-        SCALE(a10, c, d, ws0, f10);
-        SCALE(a11, c, d, ws1, f11);
-        c = _mm256_set1_epi32(s2[b]);
-        d = _mm256_broadcast_ss(d2 + b);
-        SCALE(a20, c, d, ws0, f20);
-        SCALE(a21, c, d, ws1, f21);
+        if (R > 1) {
+            c = _mm256_set1_epi32(s1[b]);
+            d = _mm256_broadcast_ss(d1 + b);
+            SCALE(a10, c, d, ws0, f10);
+            SCALE(a11, c, d, ws1, f11);
+        }
+        if (R > 2) {
+            c = _mm256_set1_epi32(s2[b]);
+            d = _mm256_broadcast_ss(d2 + b);
+            SCALE(a20, c, d, ws0, f20);
+            SCALE(a21, c, d, ws1, f21);
+        }
 #undef SCALE
     }
     float out[MR][NC];
     _mm256_storeu_ps(out[0], f00), _mm256_storeu_ps(out[0] + 8, f01);
     _mm256_storeu_ps(out[1], f10), _mm256_storeu_ps(out[1] + 8, f11);
     _mm256_storeu_ps(out[2], f20), _mm256_storeu_ps(out[2] + 8, f21);
-    for (int r = 0; r < MR && m0 + r < j->M; r++)
+    for (int r = 0; r < R; r++)
         for (int f = 0; f < NC && n0 + f < N; f++)
             j->y[(m0 + r) * N + n0 + f] = out[r][f] + (j->bias ? j->bias[n0 + f] : 0.0f);
+}
+
+TGT static void tile_avx2(const q4gemm_job *j, const uint8_t *wp, const float *ws, int64_t m0, int64_t n0)
+{
+    const int64_t left = j->M - m0;
+    if (left >= 3)
+        tile_rows_avx2(j, wp, ws, m0, n0, 3);
+    else if (left == 2)
+        tile_rows_avx2(j, wp, ws, m0, n0, 2);
+    else
+        tile_rows_avx2(j, wp, ws, m0, n0, 1);
 }
 #endif
 
@@ -223,7 +288,7 @@ static void q4gemm_task(void *ctx, int64_t b, int64_t e)
         const int64_t n0 = t * NC;
 #ifdef VLM_HAVE_X86
         if (j->avx)
-            pack_block_avx2(j->W, n0, nb, wp, ws);
+            pack_block_avx2(j->W, n0, nb, wp, ws, t + 1 < e ? n0 + NC : -1);
         else
 #endif
             pack_block(j->W, n0, nb, wp, ws);
@@ -242,24 +307,27 @@ static void q4gemm_task(void *ctx, int64_t b, int64_t e)
 
 int vlm_linear_int8_q4(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
 {
-    const int64_t K = W->cols, nb = (K + QB - 1) / QB, Mp = M + MR;
-    /* one allocation: xq[Mp][nb * QB], xd[Mp][nb], x8[Mp][nb] */
-    const size_t qbytes = (size_t)(Mp * nb * QB);
-    uint8_t *buf = malloc(qbytes + (size_t)(Mp * nb) * (sizeof(float) + sizeof(int32_t)));
+    const int64_t K = W->cols, nb = (K + QB - 1) / QB;
+    /* one allocation: xq[M][nb * QB], xd[M][nb], x8[M][nb] */
+    const size_t qbytes = (size_t)(M * nb * QB);
+    uint8_t *buf = malloc(qbytes + (size_t)(M * nb) * (sizeof(float) + sizeof(int32_t)));
     if (!buf) return 0;
     int8_t *xq = (int8_t *)buf;
     float *xd = (float *)(buf + qbytes);
-    int32_t *x8 = (int32_t *)(xd + Mp * nb);
-    memset(xq + M * nb * QB, 0, (size_t)(MR * nb * QB));
-    memset(xd + M * nb, 0, (size_t)(MR * nb) * sizeof(float));
+    int32_t *x8 = (int32_t *)(xd + M * nb);
     int avx = 0;
 #ifdef VLM_HAVE_X86
     avx = vlm_ops_avx2();
 #endif
     vlm_int8_quant_rows(x, M, K, nb, xq, xd);
     q4gemm_job j = {y, xq, xd, x8, M, nb, W, bias, avx, 0};
-    vlm_pool_for(vlm_pool_default(), Mp, 16, offset_task, &j);
-    vlm_pool_for(vlm_pool_default(), (W->rows + NC - 1) / NC, 1, q4gemm_task, &j);
+    vlm_pool_for(vlm_pool_default(), M, 16, offset_task, &j);
+    /* runs of consecutive panels per chunk (about 8 chunks per thread): each task reads one
+     * stretch of weights front to back, prefetching the next panel as it goes */
+    vlm_pool *pool = vlm_pool_default();
+    const int64_t panels = (W->rows + NC - 1) / NC, threads = pool ? vlm_pool_threads(pool) : 1;
+    const int64_t grain = panels / (8 * threads) > 1 ? panels / (8 * threads) : 1;
+    vlm_pool_for(pool, panels, grain, q4gemm_task, &j);
     free(buf);
     return !j.failed;
 }

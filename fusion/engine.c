@@ -26,6 +26,11 @@
 #include <string.h>
 
 #define KV_BLOCK_TOKENS 16      /* budget accounting unit */
+/* The prompt work a step may carry while streams decode, as a multiple of a decode step's time:
+ * 1.8 keeps the running streams' gaps within about 2.8x their usual one (the issue allows 3x) and lets
+ * a 128-token prompt arriving beside 7 decoding streams in within 4 steps, so its first token comes
+ * about 1.6x as late as alone, the time its prompt takes plus the 4 decode steps beside it. */
+#define PREFILL_SHARE 1.8
 #define PREFIX_BLOCK_TOKENS 32  /* prefix-cache block */
 
 struct vlm_engine {
@@ -47,9 +52,21 @@ struct vlm_engine {
     vlm_engine_stats st;             /* under mu */
     int64_t *expert_counts, *step_counts, n_counts;
     float *logits;                   /* [max_running, vocab] */
-    /* measured costs for the prefill budget of a step (moving averages; 0 = not yet measured) */
-    double decode_ms_per_step, ms_per_prefill_token;
+    /* measured costs for the prefill budget of a step (moving averages; 0 = not yet measured): a step
+     * of r decode rows only, per r (a batch of 8 costs several times a batch of 1, so one average over
+     * all sizes would plan with a stale figure as the batch grows), and a prompt token in a step */
+    double *decode_ms, last_decode_ms; /* decode_ms[max_running + 1]; the latest of any size, of */
+    int64_t last_decode_rows;          /* this many rows */
+    double ms_per_prefill_token;
 };
+
+/* The planned time of a step of r decode rows: its moving average once measured, else the latest decode
+ * step of any size scaled by rows (an upper bound: a step costs less than proportionally more rows). */
+static double decode_step_ms(const vlm_engine *e, int64_t r)
+{
+    if (e->decode_ms[r] > 0) return e->decode_ms[r];
+    return e->last_decode_rows > 0 ? e->last_decode_ms * (double)r / (double)e->last_decode_rows : 0;
+}
 
 /* ------------------------------------------------------------------ options */
 
@@ -257,11 +274,12 @@ static void forward_step(vlm_engine *e)
     /* decode rows first (one each), then prompt chunks in admission order */
     for (vlm_job *j = e->running; j; j = j->next)
         if (j->phase == JOB_DECODE) p[n++] = (planned){j, 1, 1}, rows++;
-    /* while streams decode, a step's prompt tokens are held to about the time of one decode step,
-     * so that their next tokens come at most about twice as late (at least 16 tokens a step, so
-     * a prompt still goes in; alone, prefill_chunk) */
-    if (rows && e->decode_ms_per_step > 0 && e->ms_per_prefill_token > 0) {
-        const int64_t fit = (int64_t)(e->decode_ms_per_step / e->ms_per_prefill_token);
+    /* while streams decode, a step's prompt tokens are held to about PREFILL_SHARE times the time of
+     * a decode step, so that their next tokens come at most about 1 + PREFILL_SHARE times as late
+     * (at least 16 tokens a step, so a prompt still goes in; alone, prefill_chunk) */
+    const double dms = rows ? decode_step_ms(e, rows) : 0;
+    if (dms > 0 && e->ms_per_prefill_token > 0) {
+        const int64_t fit = (int64_t)(PREFILL_SHARE * dms / e->ms_per_prefill_token);
         if (fit < budget) budget = fit > 16 ? fit : 16;
     }
     const int64_t decode_rows = rows;
@@ -296,10 +314,11 @@ static void forward_step(vlm_engine *e)
     free(x);
     /* the costs the next steps plan with: a step of decode rows only, and the time per prompt token
      * of a step that had some (less the decode rows' share) */
-    if (rows == decode_rows)
-        e->decode_ms_per_step = e->decode_ms_per_step > 0 ? 0.8 * e->decode_ms_per_step + 0.2 * ms : ms;
-    else if (rows - decode_rows >= 16) {
-        const double per = (ms - (decode_rows ? e->decode_ms_per_step : 0)) / (double)(rows - decode_rows);
+    if (rows == decode_rows) {
+        e->decode_ms[rows] = e->decode_ms[rows] > 0 ? 0.8 * e->decode_ms[rows] + 0.2 * ms : ms;
+        e->last_decode_ms = ms, e->last_decode_rows = rows;
+    } else if (rows - decode_rows >= 16) {
+        const double per = (ms - dms) / (double)(rows - decode_rows);
         if (per > 0) e->ms_per_prefill_token = e->ms_per_prefill_token > 0 ? 0.7 * e->ms_per_prefill_token + 0.3 * per : per;
     }
     /* sample where a last row ran */
@@ -482,7 +501,8 @@ int vlm_engine_open(const char *model_dir, const vlm_engine_options *opt, vlm_en
     e->expert_counts = calloc((size_t)e->n_counts + 1, sizeof *e->expert_counts);
     e->step_counts = calloc((size_t)e->n_counts + 1, sizeof *e->step_counts);
     e->logits = malloc((size_t)e->opt.max_running * cfg->lm.vocab_size * sizeof(float));
-    if (!e->expert_counts || !e->step_counts || !e->logits) {
+    e->decode_ms = calloc((size_t)e->opt.max_running + 1, sizeof *e->decode_ms);
+    if (!e->expert_counts || !e->step_counts || !e->logits || !e->decode_ms) {
         rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -528,6 +548,7 @@ void vlm_engine_close(vlm_engine *e)
     free(e->expert_counts);
     free(e->step_counts);
     free(e->logits);
+    free(e->decode_ms);
     free(e->media_dir);
     free(e->video_frames);
     for (int i = 0; e->allow_addrs && i < e->opt.n_allow_addrs; i++) free(e->allow_addrs[i]);

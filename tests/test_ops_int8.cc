@@ -165,6 +165,12 @@ TEST(OpsInt8, LargerGroupsAndTileEdges) {
       check(fmt, 96, M, 3, 200);
       if (testing::Test::HasFatalFailure()) return;
     }
+  // enough panels of 16 features that each pool task packs a run of them (prefetching the next)
+  for (vlm_wquant fmt : {VLM_WQ_Q8, VLM_WQ_Q4}) {
+    check(fmt, 32, 8, 1000, 1280);
+    check(fmt, 32, 5, 1001, 896);
+    if (testing::Test::HasFatalFailure()) return;
+  }
 }
 
 // vlm_op_linear uses the int8 GEMM for M >= 4 only (decode keeps its GEMV): by default for q4,

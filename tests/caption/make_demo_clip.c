@@ -3,7 +3,8 @@
  * across, the bars reversed half way (a scene change). Other lengths and sizes for the caption benchmark.
  *
  *   cc -O1 -o /tmp/make_demo_clip tests/caption/make_demo_clip.c -lavformat -lavcodec -lavutil
- *   /tmp/make_demo_clip tests/data/media/caption_demo.mp4 [seconds width height] */
+ *   /tmp/make_demo_clip tests/data/media/caption_demo.mp4 [seconds width height [fps]]
+ * (a low fps makes long clips quickly, e.g. an hour of 1920x1080 at 1 fps for the memory check) */
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <stdio.h>
@@ -11,8 +12,7 @@
 
 #include <stdlib.h>
 
-#define FPS 10
-static int W = 320, H = 180, SECONDS = 6;
+static int W = 320, H = 180, SECONDS = 6, FPS = 10;
 
 static void rgb_to_yuv(int r, int g, int b, int *y, int *u, int *v)
 {
@@ -52,15 +52,16 @@ static void paint(AVFrame *f, int i)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2 && argc != 5) {
-        fprintf(stderr, "usage: %s out.mp4 [seconds width height]\n", argv[0]);
+    if (argc != 2 && argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s out.mp4 [seconds width height [fps]]\n", argv[0]);
         return 2;
     }
-    if (argc == 5) {
+    if (argc >= 5) {
         SECONDS = atoi(argv[2]);
         W = atoi(argv[3]) & ~1;
         H = atoi(argv[4]) & ~1;
-        if (SECONDS < 1 || W < 64 || H < 64) return 2;
+        if (argc == 6) FPS = atoi(argv[5]);
+        if (SECONDS < 1 || W < 64 || H < 64 || FPS < 1 || FPS > 120) return 2;
     }
     AVFormatContext *oc = NULL;
     if (avformat_alloc_output_context2(&oc, NULL, "mp4", argv[1]) < 0) return 1;
