@@ -191,12 +191,19 @@ class Soak:
                 await self.valid(stream=rnd.random() < 0.5)
 
     async def one_stream(self, prompt, max_tokens):
-        """Arrival times of the content pieces of one streamed request (read as they come) and its usage."""
-        body = json.dumps({"model": self.a.model, "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
-                           "stream_options": {"include_usage": True},
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
+        """Arrival times of the content pieces of one streamed request (read as they come) and its usage.
+        With --llama-ids the prompt is a list of token ids sent to llama-server's /completion (its stream has
+        one event per generated token; a model converted without a tokenizer cannot take text)."""
+        if self.a.llama_ids:
+            path = "/completion"
+            body = {"prompt": prompt, "n_predict": max_tokens, "ignore_eos": True, "stream": True, "cache_prompt": False}
+        else:
+            path = "/v1/chat/completions"
+            body = {"model": self.a.model, "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
+                    "stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": prompt}]}
+        body = json.dumps(body).encode()
         r, w = await asyncio.open_connection(self.host, self.port)
-        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        head = "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (path, len(body))
         if self.a.key:
             head += "Authorization: Bearer %s\r\n" % self.a.key
         w.write(head.encode() + b"\r\n" + body)
@@ -217,6 +224,13 @@ class Soak:
                     w.close()
                     return times, usage
                 o = json.loads(data)
+                if self.a.llama_ids:
+                    if o.get("stop"):
+                        w.close()
+                        return times, {"completion_tokens": o.get("tokens_predicted", len(times)),
+                                       "prompt_tokens": o.get("tokens_evaluated", len(prompt))}
+                    times.append(now)
+                    continue
                 if o.get("usage"):
                     usage = o["usage"]
                 for c in o.get("choices", []):
@@ -227,20 +241,29 @@ class Soak:
 
     async def throughput(self, n, reps):
         """n streamed requests at once, each a distinct ~128-token prompt and 64 new tokens (as `vlm bench
-        --concurrency n`): aggregate tok/s while all n decode together, and the gaps between pieces."""
+        --concurrency n`): aggregate decode tok/s while all n decode together, and the gaps between pieces.
+        The window runs from the moment every stream has its first piece to the first stream's last piece;
+        pieces in it are counted and scaled by the streams' completion tokens per piece (the detokenizer may
+        hold a token back until the next completes a character), so the figure is tokens per second."""
         words = ["alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "mike", "oscar", "papa"]
         out = []
         for rep in range(reps):
-            prompts = [" ".join(random.Random(rep * 1000 + i).choice(words) for _ in range(23)) for i in range(n)]
+            if self.a.llama_ids:  # 128 random ordinary token ids (past the 259 special and byte tokens)
+                prompts = [[random.Random(rep * 1000 + i).randrange(300, 100000) for _ in range(128)] for i in range(n)]
+            else:
+                prompts = [" ".join(random.Random(rep * 1000 + i).choice(words) for _ in range(23)) for i in range(n)]
             res = await asyncio.gather(*[self.one_stream(p, 64) for p in prompts])
-            if any(len(t) < 2 for t, _ in res):
-                out.append({"n": n, "error": "a stream gave fewer than 2 text pieces", "pieces": [len(t) for t, _ in res]})
+            if any(len(t) < 2 or not u for t, u in res):
+                out.append({"n": n, "error": "a stream gave fewer than 2 text pieces or no usage",
+                            "pieces": [len(t) for t, _ in res]})
                 continue
             t_all = max(t[0] for t, _ in res)
             t_end = min(t[-1] for t, _ in res)
             in_window = sum(sum(1 for x in t[1:] if t_all < x <= t_end) for t, _ in res)
+            tokens_per_piece = sum(u["completion_tokens"] for _, u in res) / sum(len(t) for t, _ in res)
             gaps = sorted(b - a for t, _ in res for a, b in zip(t, t[1:]))
-            out.append({"n": n, "aggregate_decode_pieces_s": round(in_window / (t_end - t_all), 1) if t_end > t_all else None,
+            out.append({"n": n, "aggregate_decode_tok_s": round(in_window * tokens_per_piece / (t_end - t_all), 1) if t_end > t_all else None,
+                        "tokens_per_piece": round(tokens_per_piece, 3),
                         "pieces_per_request": [len(t) for t, _ in res][:3],
                         "completion_tokens": [u["completion_tokens"] for _, u in res][:3],
                         "prompt_tokens": [u["prompt_tokens"] for _, u in res][:3],
@@ -296,6 +319,8 @@ def main():
                    help="instead of the soak: N streamed requests at once (128-token prompts, 64 new tokens), as "
                         "`vlm bench --concurrency N`, --reps times")
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--llama-ids", action="store_true",
+                   help="with --throughput against llama-server: 128 random token ids per prompt to its /completion")
     a = p.parse_args()
     proc = None
     if a.spawn:

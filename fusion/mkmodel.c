@@ -465,11 +465,29 @@ static int write_tokenizer(const char *dir, const vlm_lm_config *lc)
     cJSON_AddNullToObject(model, "end_of_word_suffix");
     cJSON_AddBoolToObject(model, "fuse_unk", 0);
     cJSON_AddBoolToObject(model, "byte_fallback", 0);
+    unsigned char *used = calloc((size_t)lc->vocab_size, 1);
+    if (!used) {
+        cJSON_Delete(root);
+        cJSON_Delete(vocab);
+        return vlm_errorf(VLM_ERR_NOMEM, "mkmodel: out of memory");
+    }
+    for (int i = 0; i < 11; i++) used[ids[i]] = 1;
     for (int b = 0; b < 256; b++) {
         char s[4];
         byte_char(b, s);
         cJSON_AddNumberToObject(vocab, s, 16 + b);
+        used[16 + b] = 1;
     }
+    /* Every other id is a placeholder word " w<id>" (no merge makes one, so encoding is unchanged): the
+     * random weights' answers then decode to visible text, a piece per token, as a real vocabulary's
+     * would (the server streams and the captioner writes text, not ids). */
+    for (int id = 0; id < lc->vocab_size; id++) {
+        if (used[id]) continue;
+        char w[24];
+        snprintf(w, sizeof w, "\xc4\xa0w%d", id); /* U+0120: the byte-level form of a space */
+        cJSON_AddNumberToObject(vocab, w, id);
+    }
+    free(used);
     cJSON_AddItemToObject(model, "vocab", vocab);
     cJSON_AddItemToObject(model, "merges", cJSON_CreateArray());
     int rc = write_json(dir, "tokenizer.json", root);

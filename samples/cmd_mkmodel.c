@@ -9,8 +9,9 @@ static void usage(FILE *f)
 {
     fputs("usage: vlm mkmodel --shape tiny|small|base|<config.json> [options] <out dir>\n"
           "  Writes config.json, processor_config.json, a byte-level stand-in tokenizer (special tokens at\n"
-          "  the real ids) and random BF16 weights of the real shapes as sharded safetensors + index.\n"
-          "  Timings on it are those of the real model; its answers are noise.\n"
+          "  the real ids, every other id a placeholder word \" w<id>\") and random BF16 weights of the real\n"
+          "  shapes as sharded safetensors + index. Timings on it are those of the real model; its answers\n"
+          "  are noise (placeholder words).\n"
           "  --shape S        tiny, small, base, or a config.json to copy\n"
           "  --shard-gb G     shard size limit in GiB (default 4)\n"
           "  --seed N         random seed (default 0; the same seed writes the same bytes)\n"

@@ -129,6 +129,25 @@ TEST(MkModel, SmallCheckpointLoadsAndRuns) {
     EXPECT_EQ(sp->eos, 1);
     EXPECT_EQ(sp->image, 128815);
     EXPECT_EQ(vlm_tokenizer_token_to_id(vlm_model_tokenizer(m), "<|Assistant|>"), 128822);
+    // every other id outside the byte tokens decodes to a placeholder word, so random answers are text;
+    // encoding still gives byte tokens (no merges), and the vocabulary is the config's
+    EXPECT_EQ(vlm_tokenizer_vocab_size(vlm_model_tokenizer(m)), 129280);
+    {
+      const int32_t words[3] = {3, 50000, 129279};
+      char *text = nullptr;
+      size_t len = 0;
+      ASSERT_EQ(vlm_tokenizer_decode(vlm_model_tokenizer(m), words, 3, 1, &text, &len), VLM_OK);
+      EXPECT_EQ(std::string(text, len), " w3 w50000 w129279");
+      free(text);
+      int32_t *ids = nullptr;
+      size_t n = 0;
+      ASSERT_EQ(vlm_tokenizer_encode(vlm_model_tokenizer(m), " w5", 3, &ids, &n), VLM_OK);
+      ASSERT_EQ(n, 3u);  // byte b is id 16 + b
+      EXPECT_EQ(ids[0], 16 + ' ');
+      EXPECT_EQ(ids[1], 16 + 'w');
+      EXPECT_EQ(ids[2], 16 + '5');
+      free(ids);
+    }
     vlm_image img{};
     img.width = 40, img.height = 30;
     std::vector<uint8_t> px((size_t)40 * 30 * 3, 128);
