@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/strbuf.h"
 #include "vlm_caption.h"
 
 #ifdef __cplusplus
@@ -21,17 +22,6 @@ extern "C" {
 #endif
 
 /* ---- util.c ---- */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} vlm_cap_sbuf;
-void vlm_cap_sb_put(vlm_cap_sbuf *b, const char *s, size_t n);
-void vlm_cap_sb_puts(vlm_cap_sbuf *b, const char *s);
-void vlm_cap_sb_printf(vlm_cap_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A JSON string literal (quotes included); invalid UTF-8 becomes U+FFFD. */
-void vlm_cap_sb_json_str(vlm_cap_sbuf *b, const char *s);
-void vlm_cap_sb_free(vlm_cap_sbuf *b);
 uint64_t vlm_cap_fnv1a64(const void *data, size_t n);
 /* Writes data to path through path.tmp + fsync + rename (readers see the old file or the new one). */
 int vlm_cap_write_atomic(const char *path, const void *data, size_t n);
@@ -119,9 +109,9 @@ char *vlm_cap_one_line(const char *caption);
 char *vlm_cap_srt(const vlm_cap_record *r, int n);
 char *vlm_cap_vtt(const vlm_cap_record *r, int n);
 /* One line: {"video","segment","start","end","frames","caption","finish","settings"} (settings: a JSON object). */
-void vlm_cap_jsonl_record(vlm_cap_sbuf *b, const char *video, const vlm_cap_record *r, const char *settings_json);
-void vlm_cap_jsonl_summary(vlm_cap_sbuf *b, const char *video, const char *summary, const char *settings_json);
-void vlm_cap_jsonl_error(vlm_cap_sbuf *b, const char *video, const char *error);
+void vlm_cap_jsonl_record(vlm_strbuf *b, const char *video, const vlm_cap_record *r, const char *settings_json);
+void vlm_cap_jsonl_summary(vlm_strbuf *b, const char *video, const char *summary, const char *settings_json);
+void vlm_cap_jsonl_error(vlm_strbuf *b, const char *video, const char *error);
 /* <stem>.srt / .vtt / .jsonl as formats asks, each atomically. */
 int vlm_cap_write_video(const char *stem, unsigned formats, const char *video, const vlm_cap_record *r, int n,
                         const char *summary, const char *settings_json);

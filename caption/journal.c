@@ -244,9 +244,9 @@ void vlm_cap_journal_close(vlm_cap_journal *j)
     j->fd = -1;
 }
 
-static int append(vlm_cap_journal *j, vlm_cap_sbuf *b)
+static int append(vlm_cap_journal *j, vlm_strbuf *b)
 {
-    if (b->oom) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    if (b->failed) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     const char *p = b->s;
     size_t left = b->len;
     while (left) {
@@ -261,26 +261,26 @@ static int append(vlm_cap_journal *j, vlm_cap_sbuf *b)
     return VLM_OK;
 }
 
-static void head(vlm_cap_sbuf *b, const vlm_cap_journal *j, const char *type, const char *video)
+static void head(vlm_strbuf *b, const vlm_cap_journal *j, const char *type, const char *video)
 {
-    vlm_cap_sb_printf(b, "{\"type\":\"%s\",\"key\":\"%016llx\",\"video\":", type, (unsigned long long)j->key);
-    vlm_cap_sb_json_str(b, video);
+    vlm_strbuf_printf(b, "{\"type\":\"%s\",\"key\":\"%016llx\",\"video\":", type, (unsigned long long)j->key);
+    vlm_strbuf_json_str(b, video);
 }
 
 int vlm_cap_journal_segment(vlm_cap_journal *j, const char *video, const vlm_cap_record *r)
 {
-    vlm_cap_sbuf b = {0};
+    vlm_strbuf b = {0};
     head(&b, j, "segment", video);
-    vlm_cap_sb_printf(&b, ",\"segment\":%d,\"start_ms\":%lld,\"end_ms\":%lld,\"frames\":[", r->index,
+    vlm_strbuf_printf(&b, ",\"segment\":%d,\"start_ms\":%lld,\"end_ms\":%lld,\"frames\":[", r->index,
                   (long long)r->start_ms, (long long)r->end_ms);
-    for (int i = 0; i < r->n_frames; i++) vlm_cap_sb_printf(&b, "%s%.17g", i ? "," : "", r->frames[i]);
-    vlm_cap_sb_puts(&b, "],\"caption\":");
-    vlm_cap_sb_json_str(&b, r->caption);
-    vlm_cap_sb_puts(&b, ",\"finish\":");
-    vlm_cap_sb_json_str(&b, r->finish);
-    vlm_cap_sb_puts(&b, "}\n");
+    for (int i = 0; i < r->n_frames; i++) vlm_strbuf_printf(&b, "%s%.17g", i ? "," : "", r->frames[i]);
+    vlm_strbuf_adds(&b, "],\"caption\":");
+    vlm_strbuf_json_str(&b, r->caption);
+    vlm_strbuf_adds(&b, ",\"finish\":");
+    vlm_strbuf_json_str(&b, r->finish);
+    vlm_strbuf_adds(&b, "}\n");
     int rc = append(j, &b);
-    vlm_cap_sb_free(&b);
+    vlm_strbuf_free(&b);
     if (rc) return rc;
     vlm_cap_jvideo *v = get_video(j, video, 1);
     if (!v || put_segment(v, r)) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
@@ -291,13 +291,13 @@ int vlm_cap_journal_segment(vlm_cap_journal *j, const char *video, const vlm_cap
  * (*field of it, chosen by the caller through the returned video). */
 static vlm_cap_jvideo *text_record(vlm_cap_journal *j, const char *type, const char *video, const char *text, int *rc)
 {
-    vlm_cap_sbuf b = {0};
+    vlm_strbuf b = {0};
     head(&b, j, type, video);
-    vlm_cap_sb_printf(&b, ",\"%s\":", type);
-    vlm_cap_sb_json_str(&b, text);
-    vlm_cap_sb_puts(&b, "}\n");
+    vlm_strbuf_printf(&b, ",\"%s\":", type);
+    vlm_strbuf_json_str(&b, text);
+    vlm_strbuf_adds(&b, "}\n");
     *rc = append(j, &b);
-    vlm_cap_sb_free(&b);
+    vlm_strbuf_free(&b);
     if (*rc) return NULL;
     vlm_cap_jvideo *v = get_video(j, video, 1);
     if (!v) *rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
@@ -314,11 +314,11 @@ int vlm_cap_journal_summary(vlm_cap_journal *j, const char *video, const char *s
 
 int vlm_cap_journal_video(vlm_cap_journal *j, const char *video, int n_segments)
 {
-    vlm_cap_sbuf b = {0};
+    vlm_strbuf b = {0};
     head(&b, j, "video", video);
-    vlm_cap_sb_printf(&b, ",\"segments\":%d}\n", n_segments);
+    vlm_strbuf_printf(&b, ",\"segments\":%d}\n", n_segments);
     int rc = append(j, &b);
-    vlm_cap_sb_free(&b);
+    vlm_strbuf_free(&b);
     if (rc) return rc;
     vlm_cap_jvideo *v = get_video(j, video, 1);
     if (!v) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");

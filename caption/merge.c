@@ -152,7 +152,7 @@ int vlm_caption_merge(const char *const *dirs, int n_dirs, const char *out_path,
         }
     }
     if (rc == VLM_OK && !files) rc = vlm_errorf(VLM_ERR_IO, "merge: no captions.jsonl in the folders given");
-    vlm_cap_sbuf b = {0};
+    vlm_strbuf b = {0};
     int64_t written = 0;
     if (rc == VLM_OK) {
         qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_rec);
@@ -176,12 +176,12 @@ int vlm_caption_merge(const char *const *dirs, int n_dirs, const char *out_path,
                 } else {
                     if (have_error++ || last_seg >= 0) continue;
                 }
-                vlm_cap_sb_puts(&b, r->line);
+                vlm_strbuf_adds(&b, r->line);
                 written++;
             }
             i = j;
         }
-        if (b.oom) rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+        if (b.failed) rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     }
     if (rc == VLM_OK) {
         if (out_path) {
@@ -191,7 +191,7 @@ int vlm_caption_merge(const char *const *dirs, int n_dirs, const char *out_path,
             rc = vlm_errorf(VLM_ERR_IO, "merge: cannot write the output");
         }
     }
-    vlm_cap_sb_free(&b);
+    vlm_strbuf_free(&b);
     for (int i = 0; i < l.n; i++) {
         free(l.v[i].video);
         free(l.v[i].line);

@@ -395,25 +395,25 @@ static void emit(run_ctx *c, vlm_caption_event_type type, int vi, const char *er
 
 static char *build_prompt(run_ctx *c, const item *it)
 {
-    vlm_cap_sbuf b = {0};
+    vlm_strbuf b = {0};
     if (c->opt.with_previous && it->seg.index > 0) {
         vlm_cap_jvideo *jv = vlm_cap_journal_find(&c->journal, c->in.v[it->video].path);
         const vlm_cap_record *prev = jv && it->seg.index - 1 < jv->cap ? &jv->segs[it->seg.index - 1] : NULL;
         if (prev && prev->caption) {
             char *line = vlm_cap_one_line(prev->caption);
-            vlm_cap_sb_printf(&b, "The previous part of the video: %s\n", line ? line : "");
+            vlm_strbuf_printf(&b, "The previous part of the video: %s\n", line ? line : "");
             free(line);
         }
     }
     if (c->opt.prompt)
-        vlm_cap_sb_puts(&b, c->opt.prompt);
+        vlm_strbuf_adds(&b, c->opt.prompt);
     else if (it->seg.n_frames > 1)
-        vlm_cap_sb_printf(&b, "These are %d frames of a video, in order. Describe what happens in one sentence.",
+        vlm_strbuf_printf(&b, "These are %d frames of a video, in order. Describe what happens in one sentence.",
                       it->seg.n_frames);
     else
-        vlm_cap_sb_puts(&b, "Describe what happens in this video frame in one sentence.");
-    if (b.oom) {
-        vlm_cap_sb_free(&b);
+        vlm_strbuf_adds(&b, "Describe what happens in this video frame in one sentence.");
+    if (b.failed) {
+        vlm_strbuf_free(&b);
         return NULL;
     }
     return b.s;
@@ -422,8 +422,8 @@ static char *build_prompt(run_ctx *c, const item *it)
 static char *build_summary_prompt(run_ctx *c, int vi)
 {
     vlm_cap_jvideo *jv = vlm_cap_journal_find(&c->journal, c->in.v[vi].path);
-    vlm_cap_sbuf b = {0};
-    vlm_cap_sb_puts(&b, "Here are timestamped captions of a video:\n");
+    vlm_strbuf b = {0};
+    vlm_strbuf_adds(&b, "Here are timestamped captions of a video:\n");
     int n = c->vs[vi].n_segments;
     /* at most SUMMARY_MAX_CHARS of captions, spread over the video */
     size_t per = n > 0 ? SUMMARY_MAX_CHARS / (size_t)n : 0;
@@ -434,12 +434,12 @@ static char *build_summary_prompt(run_ctx *c, int vi)
         vlm_cap_format_time(jv->segs[i].start_ms, '.', t);
         char *line = vlm_cap_one_line(jv->segs[i].caption);
         if (line && strlen(line) > per) line[per] = '\0';
-        vlm_cap_sb_printf(&b, "[%s] %s\n", t, line ? line : "");
+        vlm_strbuf_printf(&b, "[%s] %s\n", t, line ? line : "");
         free(line);
     }
-    vlm_cap_sb_puts(&b, "Summarize the whole video in a few sentences.");
-    if (b.oom) {
-        vlm_cap_sb_free(&b);
+    vlm_strbuf_adds(&b, "Summarize the whole video in a few sentences.");
+    if (b.failed) {
+        vlm_strbuf_free(&b);
         return NULL;
     }
     return b.s;
@@ -841,7 +841,7 @@ static void main_loop(run_ctx *c)
 /* captions.jsonl of the run's videos, in path order, from the journal. */
 static int write_run_jsonl(run_ctx *c)
 {
-    vlm_cap_sbuf b = {0};
+    vlm_strbuf b = {0};
     for (int k = 0; k < c->in.n; k++) {
         int vi = c->order[k];
         vstate *vs = &c->vs[vi];
@@ -854,36 +854,36 @@ static int write_run_jsonl(run_ctx *c)
             vlm_cap_jsonl_error(&b, path, jv && jv->error ? jv->error : "failed");
         }
     }
-    if (b.oom) {
-        vlm_cap_sb_free(&b);
+    if (b.failed) {
+        vlm_strbuf_free(&b);
         return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     }
     char path[4096];
     vlm_cap_run_file(&c->opt, ".jsonl", path, sizeof path);
     int rc = vlm_cap_write_atomic(path, b.s ? b.s : "", b.len);
-    vlm_cap_sb_free(&b);
+    vlm_strbuf_free(&b);
     return rc;
 }
 
 static char *settings_json(const vlm_caption_options *o)
 {
-    vlm_cap_sbuf b = {0};
-    vlm_cap_sb_puts(&b, "{\"model\":");
-    vlm_cap_sb_json_str(&b, o->model_id ? o->model_id : "");
-    vlm_cap_sb_puts(&b, ",\"frames\":");
-    vlm_cap_sb_json_str(&b, o->frames);
-    vlm_cap_sb_printf(&b, ",\"window\":%d,\"stride\":%d,\"prompt\":", o->window, o->stride);
+    vlm_strbuf b = {0};
+    vlm_strbuf_adds(&b, "{\"model\":");
+    vlm_strbuf_json_str(&b, o->model_id ? o->model_id : "");
+    vlm_strbuf_adds(&b, ",\"frames\":");
+    vlm_strbuf_json_str(&b, o->frames);
+    vlm_strbuf_printf(&b, ",\"window\":%d,\"stride\":%d,\"prompt\":", o->window, o->stride);
     if (o->prompt)
-        vlm_cap_sb_json_str(&b, o->prompt);
+        vlm_strbuf_json_str(&b, o->prompt);
     else
-        vlm_cap_sb_puts(&b, "null");
-    vlm_cap_sb_printf(&b, ",\"with_previous\":%s,\"max_tokens\":%d,\"temperature\":%g,\"top_p\":%g,\"top_k\":%d,"
+        vlm_strbuf_adds(&b, "null");
+    vlm_strbuf_printf(&b, ",\"with_previous\":%s,\"max_tokens\":%d,\"temperature\":%g,\"top_p\":%g,\"top_k\":%d,"
                       "\"repetition_penalty\":%g,\"seed\":%llu}",
                   o->with_previous ? "true" : "false", o->gen.max_new_tokens, (double)o->gen.temperature,
                   (double)o->gen.top_p, o->gen.top_k, (double)o->gen.repetition_penalty,
                   (unsigned long long)o->gen.seed);
-    if (b.oom) {
-        vlm_cap_sb_free(&b);
+    if (b.failed) {
+        vlm_strbuf_free(&b);
         return NULL;
     }
     return b.s;

@@ -1,9 +1,8 @@
-/* Small helpers of caption/: strings, JSON escaping, hashing, atomic writes. */
+/* Small helpers of caption/: hashing, atomic writes, folders, times. */
 #include "caption/caption_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,112 +10,6 @@
 #include <unistd.h>
 
 #include "core/error.h"
-
-static int sb_reserve(vlm_cap_sbuf *b, size_t extra)
-{
-    if (b->oom) return -1;
-    if (b->len + extra + 1 <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1) cap *= 2;
-    char *s = realloc(b->s, cap);
-    if (!s) {
-        b->oom = 1;
-        return -1;
-    }
-    b->s = s;
-    b->cap = cap;
-    return 0;
-}
-
-void vlm_cap_sb_put(vlm_cap_sbuf *b, const char *s, size_t n)
-{
-    if (sb_reserve(b, n)) return;
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-void vlm_cap_sb_puts(vlm_cap_sbuf *b, const char *s) { vlm_cap_sb_put(b, s, strlen(s)); }
-
-void vlm_cap_sb_printf(vlm_cap_sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char tmp[256];
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        vlm_cap_sb_put(b, tmp, (size_t)n);
-        return;
-    }
-    if (sb_reserve(b, (size_t)n)) return;
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
-static int utf8_len(const unsigned char *s)
-{
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    int n;
-    unsigned min;
-    if ((c & 0xE0) == 0xC0) n = 2, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) n = 3, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) n = 4, min = 0x10000;
-    else return 0;
-    unsigned cp = c & (0x7F >> n);
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return n;
-}
-
-void vlm_cap_sb_json_str(vlm_cap_sbuf *b, const char *s)
-{
-    vlm_cap_sb_put(b, "\"", 1);
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    while (*p) {
-        unsigned c = *p;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            vlm_cap_sb_put(b, e, 2);
-            p++;
-        } else if (c < 0x20 || c == 0x7F) {
-            switch (c) {
-            case '\n': vlm_cap_sb_put(b, "\\n", 2); break;
-            case '\r': vlm_cap_sb_put(b, "\\r", 2); break;
-            case '\t': vlm_cap_sb_put(b, "\\t", 2); break;
-            default: vlm_cap_sb_printf(b, "\\u%04x", c);
-            }
-            p++;
-        } else if (c < 0x80) {
-            vlm_cap_sb_put(b, (const char *)p, 1);
-            p++;
-        } else {
-            int n = utf8_len(p);
-            if (n) {
-                vlm_cap_sb_put(b, (const char *)p, (size_t)n);
-                p += n;
-            } else {
-                vlm_cap_sb_puts(b, "\xEF\xBF\xBD");
-                p++;
-            }
-        }
-    }
-    vlm_cap_sb_put(b, "\"", 1);
-}
-
-void vlm_cap_sb_free(vlm_cap_sbuf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof *b);
-}
 
 uint64_t vlm_cap_fnv1a64(const void *data, size_t n)
 {

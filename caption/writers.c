@@ -52,7 +52,7 @@ static int is_space_cp(long cp)
 
 char *vlm_cap_one_line(const char *caption)
 {
-    vlm_cap_sbuf b = {0};
+    vlm_strbuf b = {0};
     const unsigned char *p = (const unsigned char *)(caption ? caption : "");
     int pending_space = 0;
     while (*p) {
@@ -61,46 +61,46 @@ char *vlm_cap_one_line(const char *caption)
         if (cp >= 0 && is_space_cp(cp)) {
             pending_space = 1;
         } else {
-            if (pending_space && b.len) vlm_cap_sb_put(&b, " ", 1);
+            if (pending_space && b.len) vlm_strbuf_add(&b, " ", 1);
             pending_space = 0;
             if (cp < 0)
-                vlm_cap_sb_puts(&b, "\xEF\xBF\xBD");
+                vlm_strbuf_adds(&b, "\xEF\xBF\xBD");
             else
-                vlm_cap_sb_put(&b, (const char *)p, (size_t)len);
+                vlm_strbuf_add(&b, (const char *)p, (size_t)len);
         }
         p += len;
     }
-    if (!b.len) vlm_cap_sb_puts(&b, "(no caption)");
-    if (b.oom) {
-        vlm_cap_sb_free(&b);
+    if (!b.len) vlm_strbuf_adds(&b, "(no caption)");
+    if (b.failed) {
+        vlm_strbuf_free(&b);
         return NULL;
     }
     return b.s;
 }
 
-static char *finish_buf(vlm_cap_sbuf *b)
+static char *finish_buf(vlm_strbuf *b)
 {
-    if (b->oom) {
-        vlm_cap_sb_free(b);
+    if (b->failed) {
+        vlm_strbuf_free(b);
         return NULL;
     }
-    if (!b->s) vlm_cap_sb_puts(b, "");
+    if (!b->s) vlm_strbuf_adds(b, "");
     return b->s;
 }
 
 char *vlm_cap_srt(const vlm_cap_record *r, int n)
 {
-    vlm_cap_sbuf b = {0};
+    vlm_strbuf b = {0};
     for (int i = 0; i < n; i++) {
         char t0[24], t1[24];
         vlm_cap_format_time(r[i].start_ms, ',', t0);
         vlm_cap_format_time(r[i].end_ms, ',', t1);
         char *line = vlm_cap_one_line(r[i].caption);
         if (!line) {
-            vlm_cap_sb_free(&b);
+            vlm_strbuf_free(&b);
             return NULL;
         }
-        vlm_cap_sb_printf(&b, "%d\n%s --> %s\n%s\n\n", i + 1, t0, t1, line);
+        vlm_strbuf_printf(&b, "%d\n%s --> %s\n%s\n\n", i + 1, t0, t1, line);
         free(line);
     }
     return finish_buf(&b);
@@ -108,77 +108,77 @@ char *vlm_cap_srt(const vlm_cap_record *r, int n)
 
 char *vlm_cap_vtt(const vlm_cap_record *r, int n)
 {
-    vlm_cap_sbuf b = {0};
-    vlm_cap_sb_puts(&b, "WEBVTT\n\n");
+    vlm_strbuf b = {0};
+    vlm_strbuf_adds(&b, "WEBVTT\n\n");
     for (int i = 0; i < n; i++) {
         char t0[24], t1[24];
         vlm_cap_format_time(r[i].start_ms, '.', t0);
         vlm_cap_format_time(r[i].end_ms, '.', t1);
         char *line = vlm_cap_one_line(r[i].caption);
         if (!line) {
-            vlm_cap_sb_free(&b);
+            vlm_strbuf_free(&b);
             return NULL;
         }
-        vlm_cap_sb_printf(&b, "%s --> %s\n", t0, t1);
+        vlm_strbuf_printf(&b, "%s --> %s\n", t0, t1);
         for (const char *c = line; *c; c++) {
             if (*c == '&')
-                vlm_cap_sb_puts(&b, "&amp;");
+                vlm_strbuf_adds(&b, "&amp;");
             else if (*c == '<')
-                vlm_cap_sb_puts(&b, "&lt;");
+                vlm_strbuf_adds(&b, "&lt;");
             else if (*c == '>')
-                vlm_cap_sb_puts(&b, "&gt;");
+                vlm_strbuf_adds(&b, "&gt;");
             else
-                vlm_cap_sb_put(&b, c, 1);
+                vlm_strbuf_add(&b, c, 1);
         }
-        vlm_cap_sb_puts(&b, "\n\n");
+        vlm_strbuf_adds(&b, "\n\n");
         free(line);
     }
     return finish_buf(&b);
 }
 
-static void put_seconds(vlm_cap_sbuf *b, int64_t ms) { vlm_cap_sb_printf(b, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000)); }
+static void put_seconds(vlm_strbuf *b, int64_t ms) { vlm_strbuf_printf(b, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000)); }
 
-void vlm_cap_jsonl_record(vlm_cap_sbuf *b, const char *video, const vlm_cap_record *r, const char *settings_json)
+void vlm_cap_jsonl_record(vlm_strbuf *b, const char *video, const vlm_cap_record *r, const char *settings_json)
 {
-    vlm_cap_sb_puts(b, "{\"video\":");
-    vlm_cap_sb_json_str(b, video);
-    vlm_cap_sb_printf(b, ",\"segment\":%d,\"start\":", r->index);
+    vlm_strbuf_adds(b, "{\"video\":");
+    vlm_strbuf_json_str(b, video);
+    vlm_strbuf_printf(b, ",\"segment\":%d,\"start\":", r->index);
     put_seconds(b, r->start_ms);
-    vlm_cap_sb_puts(b, ",\"end\":");
+    vlm_strbuf_adds(b, ",\"end\":");
     put_seconds(b, r->end_ms);
-    vlm_cap_sb_puts(b, ",\"frames\":[");
-    for (int i = 0; i < r->n_frames; i++) vlm_cap_sb_printf(b, "%s%.3f", i ? "," : "", r->frames[i]);
-    vlm_cap_sb_puts(b, "],\"caption\":");
-    vlm_cap_sb_json_str(b, r->caption);
-    vlm_cap_sb_puts(b, ",\"finish\":");
-    vlm_cap_sb_json_str(b, r->finish);
+    vlm_strbuf_adds(b, ",\"frames\":[");
+    for (int i = 0; i < r->n_frames; i++) vlm_strbuf_printf(b, "%s%.3f", i ? "," : "", r->frames[i]);
+    vlm_strbuf_adds(b, "],\"caption\":");
+    vlm_strbuf_json_str(b, r->caption);
+    vlm_strbuf_adds(b, ",\"finish\":");
+    vlm_strbuf_json_str(b, r->finish);
     if (settings_json) {
-        vlm_cap_sb_puts(b, ",\"settings\":");
-        vlm_cap_sb_puts(b, settings_json);
+        vlm_strbuf_adds(b, ",\"settings\":");
+        vlm_strbuf_adds(b, settings_json);
     }
-    vlm_cap_sb_puts(b, "}\n");
+    vlm_strbuf_adds(b, "}\n");
 }
 
-void vlm_cap_jsonl_summary(vlm_cap_sbuf *b, const char *video, const char *summary, const char *settings_json)
+void vlm_cap_jsonl_summary(vlm_strbuf *b, const char *video, const char *summary, const char *settings_json)
 {
-    vlm_cap_sb_puts(b, "{\"video\":");
-    vlm_cap_sb_json_str(b, video);
-    vlm_cap_sb_puts(b, ",\"summary\":");
-    vlm_cap_sb_json_str(b, summary);
+    vlm_strbuf_adds(b, "{\"video\":");
+    vlm_strbuf_json_str(b, video);
+    vlm_strbuf_adds(b, ",\"summary\":");
+    vlm_strbuf_json_str(b, summary);
     if (settings_json) {
-        vlm_cap_sb_puts(b, ",\"settings\":");
-        vlm_cap_sb_puts(b, settings_json);
+        vlm_strbuf_adds(b, ",\"settings\":");
+        vlm_strbuf_adds(b, settings_json);
     }
-    vlm_cap_sb_puts(b, "}\n");
+    vlm_strbuf_adds(b, "}\n");
 }
 
-void vlm_cap_jsonl_error(vlm_cap_sbuf *b, const char *video, const char *error)
+void vlm_cap_jsonl_error(vlm_strbuf *b, const char *video, const char *error)
 {
-    vlm_cap_sb_puts(b, "{\"video\":");
-    vlm_cap_sb_json_str(b, video);
-    vlm_cap_sb_puts(b, ",\"error\":");
-    vlm_cap_sb_json_str(b, error);
-    vlm_cap_sb_puts(b, "}\n");
+    vlm_strbuf_adds(b, "{\"video\":");
+    vlm_strbuf_json_str(b, video);
+    vlm_strbuf_adds(b, ",\"error\":");
+    vlm_strbuf_json_str(b, error);
+    vlm_strbuf_adds(b, "}\n");
 }
 
 static int write_one(const char *stem, const char *ext, const char *data)
@@ -211,12 +211,12 @@ int vlm_cap_write_video(const char *stem, unsigned formats, const char *video, c
         if (rc) return rc;
     }
     if (formats & VLM_CAPTION_JSONL) {
-        vlm_cap_sbuf b = {0};
+        vlm_strbuf b = {0};
         for (int i = 0; i < n; i++) vlm_cap_jsonl_record(&b, video, &r[i], settings_json);
         if (summary) vlm_cap_jsonl_summary(&b, video, summary, settings_json);
-        if (!b.s && !b.oom) vlm_cap_sb_puts(&b, "");
-        rc = b.oom ? vlm_errorf(VLM_ERR_NOMEM, "out of memory") : write_one(stem, ".jsonl", b.s);
-        vlm_cap_sb_free(&b);
+        if (!b.s && !b.failed) vlm_strbuf_adds(&b, "");
+        rc = b.failed ? vlm_errorf(VLM_ERR_NOMEM, "out of memory") : write_one(stem, ".jsonl", b.s);
+        vlm_strbuf_free(&b);
         if (rc) return rc;
     }
     return VLM_OK;

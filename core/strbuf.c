@@ -1,5 +1,7 @@
 #include "core/strbuf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,3 +24,85 @@ void vlm_strbuf_add(vlm_strbuf *b, const char *s, size_t n)
 }
 
 void vlm_strbuf_adds(vlm_strbuf *b, const char *s) { vlm_strbuf_add(b, s, strlen(s)); }
+
+void vlm_strbuf_printf(vlm_strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    const int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof tmp) {
+        vlm_strbuf_add(b, tmp, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        b->failed = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    vlm_strbuf_add(b, big, (size_t)n);
+    free(big);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid (overlong, surrogate, > U+10FFFF). */
+static int utf8_len(const unsigned char *s)
+{
+    const unsigned c = s[0];
+    if (c < 0x80) return 1;
+    int n;
+    unsigned min;
+    if ((c & 0xE0) == 0xC0) n = 2, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) n = 3, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) n = 4, min = 0x10000;
+    else return 0;
+    unsigned cp = c & (0x7F >> n);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return n;
+}
+
+void vlm_strbuf_json_str(vlm_strbuf *b, const char *s)
+{
+    vlm_strbuf_add(b, "\"", 1);
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    while (*p) {
+        const unsigned c = *p;
+        if (c == '"' || c == '\\') {
+            const char e[2] = {'\\', (char)c};
+            vlm_strbuf_add(b, e, 2);
+            p++;
+        } else if (c < 0x20 || c == 0x7F) {
+            switch (c) {
+            case '\n': vlm_strbuf_add(b, "\\n", 2); break;
+            case '\r': vlm_strbuf_add(b, "\\r", 2); break;
+            case '\t': vlm_strbuf_add(b, "\\t", 2); break;
+            default: vlm_strbuf_printf(b, "\\u%04x", c);
+            }
+            p++;
+        } else {
+            const int n = utf8_len(p);
+            if (n) {
+                vlm_strbuf_add(b, (const char *)p, (size_t)n);
+                p += n;
+            } else {
+                vlm_strbuf_adds(b, "\xEF\xBF\xBD");
+                p++;
+            }
+        }
+    }
+    vlm_strbuf_add(b, "\"", 1);
+}
+
+void vlm_strbuf_free(vlm_strbuf *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}

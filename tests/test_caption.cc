@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "caption/caption_test_util.h"
 #include "caption/video_util.h"
 
 extern "C" {
@@ -40,34 +41,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string Slurp(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
-std::vector<std::string> Lines(const std::string &s)
-{
-    std::vector<std::string> v;
-    std::stringstream ss(s);
-    for (std::string l; std::getline(ss, l);) v.push_back(l);
-    return v;
-}
-
-// A fresh folder under /tmp, removed with the object.
-struct TmpDir {
-    std::string path;
-    explicit TmpDir(const std::string &name)
-    {
-        path = "/tmp/vlm_cap_" + std::to_string(getpid()) + "_" + name;
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TmpDir() { fs::remove_all(path); }
-    std::string operator/(const std::string &n) const { return path + "/" + n; }
-};
+using captest::Lines;
+using captest::Slurp;
+using captest::TmpDir;
 
 // ---- the plan ----
 
@@ -289,11 +265,11 @@ TEST(CaptionWriters, JsonlRecord)
     double fr[2] = {6.0, 7.0004};
     r.frames = fr;
     r.n_frames = 2;
-    vlm_cap_sbuf b{};
+    vlm_strbuf b{};
     vlm_cap_jsonl_record(&b, "dir/a.mp4", &r, "{\"x\":1}");
     EXPECT_STREQ(b.s, "{\"video\":\"dir/a.mp4\",\"segment\":3,\"start\":6.000,\"end\":8.000,\"frames\":[6.000,7.000],"
                       "\"caption\":\"say \\\"hi\\\"\\n\",\"finish\":\"stop\",\"settings\":{\"x\":1}}\n");
-    vlm_cap_sb_free(&b);
+    vlm_strbuf_free(&b);
 }
 
 TEST(CaptionWriters, AtomicRewriteLeavesNoTemporaryFile)

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "caption/caption_test_util.h"
 #include "caption/video_util.h"
 #include "golden_util.h"
 
@@ -31,21 +32,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string Slurp(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
-std::vector<std::string> Lines(const std::string &s)
-{
-    std::vector<std::string> v;
-    std::stringstream ss(s);
-    for (std::string l; std::getline(ss, l);) v.push_back(l);
-    return v;
-}
+using captest::Lines;
+using captest::Slurp;
 
 std::string Bin()
 {
@@ -55,16 +43,9 @@ std::string Bin()
 
 std::string Model() { return golden::model_dir("tiny-mha"); }
 
-struct TmpDir {
-    std::string path;
-    explicit TmpDir(const std::string &name)
-    {
-        path = "/tmp/vlm_capcli_" + std::to_string(getpid()) + "_" + name;
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TmpDir() { fs::remove_all(path); }
-    std::string operator/(const std::string &n) const { return path + "/" + n; }
+// the CLI tests' folders apart from the library tests' (one test binary, one pid)
+struct TmpDir : captest::TmpDir {
+    explicit TmpDir(const std::string &name) : captest::TmpDir(name, "vlm_capcli_") {}
 };
 
 struct Result {

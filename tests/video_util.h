@@ -39,8 +39,10 @@ struct VideoSpec {
     int frames = 30;
     AVRational tb{1, 10};
     std::vector<int64_t> pts; // in tb units; empty: 0, 1, 2, ...
+    int64_t start = 0;        // added to every pts (a stream that does not start at 0)
     const char *format = "mp4";
     int gop = 10;
+    int qscale = 2;           // MPEG-4 quantizer (2: levels 4 apart survive)
     int rotation = 0; // clockwise degrees in the display matrix
     const char *mux_options = nullptr; // e.g. "live=1" (av_dict_parse_string syntax)
     std::vector<int64_t> mux_pts;      // if set: the timestamps written for packet i (in tb units)
@@ -57,15 +59,22 @@ inline void PaintIndex(int i, AVFrame *f)
         for (int y = 0; y < f->height / 2; y++) std::memset(f->data[p] + y * f->linesize[p], 128, f->width / 2);
 }
 
-// Encodes the spec into a file; returns "" on failure (with an ADD_FAILURE).
-inline std::string WriteVideo(const VideoSpec &s, const std::string &name)
+// Encodes the spec into the file at path; false on failure (with a test failure).
+inline bool WriteVideoTo(const VideoSpec &s, const std::string &path)
 {
-    std::string path = TmpPath(name);
     AVFormatContext *oc = nullptr;
     if (avformat_alloc_output_context2(&oc, nullptr, s.format, path.c_str()) < 0 || !oc) {
         ADD_FAILURE() << "no muxer " << s.format;
-        return "";
+        return false;
     }
+    bool ok = true;
+    // a failed step: a test failure naming it, and the write reports false
+    auto check = [&](bool good, const char *what) {
+        if (!good) {
+            ADD_FAILURE() << what << " failed writing " << path;
+            ok = false;
+        }
+    };
     const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_MPEG4);
     AVStream *st = avformat_new_stream(oc, nullptr);
     AVCodecContext *c = avcodec_alloc_context3(codec);
@@ -77,9 +86,9 @@ inline std::string WriteVideo(const VideoSpec &s, const std::string &name)
     c->gop_size = s.gop;
     c->max_b_frames = 0;
     c->flags |= AV_CODEC_FLAG_QSCALE;
-    c->global_quality = FF_QP2LAMBDA * 2;
+    c->global_quality = FF_QP2LAMBDA * s.qscale;
     if (oc->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    EXPECT_EQ(avcodec_open2(c, codec, nullptr), 0);
+    check(avcodec_open2(c, codec, nullptr) == 0, "avcodec_open2");
     avcodec_parameters_from_context(st->codecpar, c);
     st->time_base = s.tb;
     if (s.pts.empty()) st->avg_frame_rate = av_inv_q(s.tb);
@@ -94,12 +103,12 @@ inline std::string WriteVideo(const VideoSpec &s, const std::string &name)
         av_display_rotation_set((int32_t *)sd, s.rotation); // "clockwise" in FFmpeg's terms
 #endif
     }
-    EXPECT_GE(avio_open(&oc->pb, path.c_str(), AVIO_FLAG_WRITE), 0);
+    check(avio_open(&oc->pb, path.c_str(), AVIO_FLAG_WRITE) >= 0, "avio_open");
     AVDictionary *mux_opts = nullptr;
     if (s.mux_options) {
-        EXPECT_GE(av_dict_parse_string(&mux_opts, s.mux_options, "=", ":", 0), 0);
+        check(av_dict_parse_string(&mux_opts, s.mux_options, "=", ":", 0) >= 0, "mux options");
     }
-    EXPECT_GE(avformat_write_header(oc, &mux_opts), 0);
+    check(ok && avformat_write_header(oc, &mux_opts) >= 0, "avformat_write_header");
     av_dict_free(&mux_opts);
     AVFrame *f = av_frame_alloc();
     f->format = AV_PIX_FMT_YUV420P;
@@ -114,25 +123,32 @@ inline std::string WriteVideo(const VideoSpec &s, const std::string &name)
             written++;
             av_packet_rescale_ts(pkt, c->time_base, st->time_base);
             pkt->stream_index = st->index;
-            EXPECT_GE(av_interleaved_write_frame(oc, pkt), 0);
+            check(av_interleaved_write_frame(oc, pkt) >= 0, "av_interleaved_write_frame");
         }
     };
-    for (int i = 0; i < s.frames; i++) {
+    for (int i = 0; ok && i < s.frames; i++) {
         av_frame_make_writable(f);
         (s.paint ? s.paint : PaintIndex)(i, f);
-        f->pts = s.pts.empty() ? i : s.pts[i];
-        EXPECT_GE(avcodec_send_frame(c, f), 0);
+        f->pts = (s.pts.empty() ? i : s.pts[i]) + s.start;
+        check(avcodec_send_frame(c, f) >= 0, "avcodec_send_frame");
         drain();
     }
     avcodec_send_frame(c, nullptr);
     drain();
-    EXPECT_GE(av_write_trailer(oc), 0);
-    avio_closep(&oc->pb);
+    if (ok) check(av_write_trailer(oc) >= 0, "av_write_trailer");
+    if (oc->pb) avio_closep(&oc->pb);
     av_packet_free(&pkt);
     av_frame_free(&f);
     avcodec_free_context(&c);
     avformat_free_context(oc);
-    return path;
+    return ok;
+}
+
+// Encodes the spec into TmpPath(name); returns "" on failure (with a test failure).
+inline std::string WriteVideo(const VideoSpec &s, const std::string &name)
+{
+    const std::string path = TmpPath(name);
+    return WriteVideoTo(s, path) ? path : "";
 }
 
 inline std::vector<uint8_t> ReadBytes(const std::string &path)

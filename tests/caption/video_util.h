@@ -1,19 +1,8 @@
-// Small test videos for the caption tests, encoded with the libavcodec/libavformat the tests link
-// (MPEG-4 part 2, always built into FFmpeg). Frame i is a flat colour that depends on i, so a frame
-// can be told from its pixels.
+// Small test videos for the caption tests: tests/video_util.h's writer with frame i a flat colour that
+// depends on i (so a frame can be told from its pixels), MPEG-4 part 2 at quantizer 4, a keyframe every 10.
 #pragma once
 
-#include <gtest/gtest.h>
-
-#include <cstdint>
-#include <cstring>
-#include <string>
-#include <vector>
-
-extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-}
+#include "../video_util.h"
 
 namespace capvid {
 
@@ -40,60 +29,12 @@ inline void Paint(int i, AVFrame *f)
 // Writes the video to path; false (with a test failure) if it could not.
 inline bool Write(const Spec &s, const std::string &path)
 {
-    AVFormatContext *oc = nullptr;
-    if (avformat_alloc_output_context2(&oc, nullptr, s.format, path.c_str()) < 0 || !oc) {
-        ADD_FAILURE() << "no muxer " << s.format;
-        return false;
-    }
-    const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_MPEG4);
-    AVStream *st = avformat_new_stream(oc, nullptr);
-    AVCodecContext *c = avcodec_alloc_context3(codec);
-    c->width = s.w;
-    c->height = s.h;
-    c->pix_fmt = AV_PIX_FMT_YUV420P;
-    c->time_base = s.tb;
-    if (s.pts.empty()) c->framerate = av_inv_q(s.tb);
-    c->gop_size = 10;
-    c->max_b_frames = 0;
-    c->flags |= AV_CODEC_FLAG_QSCALE;
-    c->global_quality = FF_QP2LAMBDA * 4;
-    if (oc->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    bool ok = avcodec_open2(c, codec, nullptr) == 0;
-    avcodec_parameters_from_context(st->codecpar, c);
-    st->time_base = s.tb;
-    if (s.pts.empty()) st->avg_frame_rate = av_inv_q(s.tb);
-    ok = ok && avio_open(&oc->pb, path.c_str(), AVIO_FLAG_WRITE) >= 0;
-    ok = ok && avformat_write_header(oc, nullptr) >= 0;
-    AVFrame *f = av_frame_alloc();
-    f->format = AV_PIX_FMT_YUV420P;
-    f->width = s.w;
-    f->height = s.h;
-    av_frame_get_buffer(f, 0);
-    AVPacket *pkt = av_packet_alloc();
-    auto drain = [&]() {
-        while (avcodec_receive_packet(c, pkt) == 0) {
-            av_packet_rescale_ts(pkt, c->time_base, st->time_base);
-            pkt->stream_index = st->index;
-            if (av_interleaved_write_frame(oc, pkt) < 0) ok = false;
-        }
-    };
-    for (int i = 0; ok && i < s.frames; i++) {
-        av_frame_make_writable(f);
-        Paint(i + s.offset, f);
-        f->pts = (s.pts.empty() ? i : s.pts[i]) + s.start;
-        if (avcodec_send_frame(c, f) < 0) ok = false;
-        drain();
-    }
-    avcodec_send_frame(c, nullptr);
-    drain();
-    if (ok && av_write_trailer(oc) < 0) ok = false;
-    if (oc->pb) avio_closep(&oc->pb);
-    av_packet_free(&pkt);
-    av_frame_free(&f);
-    avcodec_free_context(&c);
-    avformat_free_context(oc);
-    EXPECT_TRUE(ok) << "could not write " << path;
-    return ok;
+    videotest::VideoSpec v;
+    v.w = s.w, v.h = s.h, v.frames = s.frames, v.tb = s.tb, v.pts = s.pts, v.start = s.start, v.format = s.format;
+    v.gop = 10, v.qscale = 4;
+    const int offset = s.offset;
+    v.paint = [offset](int i, AVFrame *f) { Paint(i + offset, f); };
+    return videotest::WriteVideoTo(v, path);
 }
 
 } // namespace capvid
