@@ -1091,6 +1091,58 @@ TEST(DecoderSampler, SameSeedSameTokens)
     EXPECT_NE(run(1234), run(1235));
 }
 
+// A vocabulary of real size with ties: top-k and top-p order only the candidates they need
+// (quickselect of a growing prefix), so each draw must land in the set a full sort gives; every
+// member of a small nucleus must come up, and a large nucleus must be drawn from beyond its head.
+TEST(DecoderSampler, LargeVocabularyDrawsStayInTheFullSortNucleus)
+{
+    const int V = 129280;
+    for (int peaked : {1, 0}) {
+        Rng r{11};
+        std::vector<float> base(V);
+        for (int i = 0; i < V; i++) base[i] = float(int((r.Next() + 1) * 2000)) / 200.0f;  // many equal logits
+        if (peaked) base[77] = 40.0f, base[1234] = 39.5f, base[99999] = 39.5f;
+        std::vector<int> order(V), rank(V);
+        for (int i = 0; i < V; i++) order[i] = i;
+        std::sort(order.begin(), order.end(),
+                  [&](int a, int b) { return base[a] != base[b] ? base[a] > base[b] : a < b; });
+        for (int j = 0; j < V; j++) rank[order[j]] = j;
+        const double mx = base[order[0]];
+        for (int top_k : {0, 3, 5000})
+            for (float top_p : {0.0f, 0.5f, 0.999f}) {
+                SCOPED_TRACE(testing::Message() << "peaked " << peaked << " top_k " << top_k << " top_p " << top_p);
+                int n = V;
+                if (top_k > 0) {  // ties with the k-th stay
+                    n = top_k;
+                    while (n < V && base[order[n]] == base[order[top_k - 1]]) n++;
+                }
+                if (top_p > 0) {
+                    double sum = 0, before = 0;
+                    for (int j = 0; j < n; j++) sum += std::exp(base[order[j]] - mx);
+                    int keep = 0;
+                    while (keep < n && (keep == 0 || before < top_p * sum)) before += std::exp(base[order[keep++]] - mx);
+                    n = keep;
+                }
+                SamplerPtr s = MakeSampler(1.0f, top_k, top_p, 0, 5, V);
+                std::vector<char> seen(V, 0);
+                int beyond_head = 0;
+                for (int t = 0; t < 60; t++) {
+                    std::vector<float> l = base;
+                    const int32_t id = vlm_sampler_pick(s.get(), l.data(), nullptr, 0);
+                    ASSERT_TRUE(id >= 0 && id < V && rank[id] < n) << "drew " << id << " outside the " << n << " kept";
+                    seen[id] = 1;
+                    beyond_head += rank[id] >= 64;
+                }
+                if (n <= 3) {
+                    for (int j = 0; j < n; j++) EXPECT_TRUE(seen[order[j]]) << "never drew " << order[j];
+                }
+                if (!peaked && n > 6400) {
+                    EXPECT_GT(beyond_head, 30) << n << " kept";
+                }
+            }
+    }
+}
+
 TEST(DecoderSampler, TopPAndTopKRestrictSupport)
 {
     // probabilities .5 .3 .15 .05: top_p .7 keeps {0, 1} (mass before token 2 is .8 >= .7),

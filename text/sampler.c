@@ -19,6 +19,7 @@ struct vlm_sampler {
     int64_t calls; /* vlm_sampler_sample/pick calls so far: the step a refusal names */
     uint8_t *seen;
     cand *c;
+    double *p_buf; /* [vocab]: the candidates' probabilities */
 };
 
 static uint64_t splitmix64(uint64_t *x)
@@ -62,7 +63,8 @@ int vlm_sampler_create(const vlm_sampler_params *p, int vocab, vlm_sampler **out
     if (!s) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     s->seen = calloc((size_t)vocab, 1);
     s->c = malloc((size_t)vocab * sizeof *s->c);
-    if (!s->seen || !s->c) {
+    s->p_buf = malloc((size_t)vocab * sizeof *s->p_buf);
+    if (!s->seen || !s->c || !s->p_buf) {
         vlm_sampler_free(s);
         return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     }
@@ -79,6 +81,7 @@ void vlm_sampler_free(vlm_sampler *s)
     if (!s) return;
     free(s->seen);
     free(s->c);
+    free(s->p_buf);
     free(s);
 }
 
@@ -102,6 +105,32 @@ static int cmp_cand(const void *a, const void *b)
     if (x->v != y->v) return x->v > y->v ? -1 : 1;
     return (x->i > y->i) - (x->i < y->i);
 }
+
+/* Rearranges c[0, n) so that c[0, m) holds the first m candidates of the cmp_cand order (in no
+ * particular order among themselves): quickselect. cmp_cand is a strict total order (ids differ). */
+static void select_first(cand *c, int n, int m)
+{
+    int lo = 0, hi = n - 1;
+    const int k = m - 1;
+    while (lo < hi) {
+        const cand pivot = c[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (cmp_cand(&c[i], &pivot) < 0) i++;
+            while (cmp_cand(&c[j], &pivot) > 0) j--;
+            if (i <= j) {
+                const cand t = c[i];
+                c[i++] = c[j], c[j--] = t;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+}
+
+/* exp(v - vmax), or with vmax = +inf: 1 for the infinite logits, 0 for the others */
+static double prob_rel(float v, float vmax) { return isinf(vmax) ? (double)(v == vmax) : exp((double)v - (double)vmax); }
 
 int32_t vlm_sampler_sample(vlm_sampler *s, float *logits, const int32_t *history, int64_t n_history)
 {
@@ -137,34 +166,57 @@ int32_t vlm_sampler_pick(vlm_sampler *s, float *logits, const int32_t *history, 
     }
 
     int n = 0;
+    float vmax = -INFINITY;
     for (int i = 0; i < V; i++) {
         float v = logits[i] / s->p.temperature;
         logits[i] = v;
-        if (!isnan(v) && v != -INFINITY) s->c[n++] = (cand){v, i};
+        if (!isnan(v) && v != -INFINITY) {
+            s->c[n++] = (cand){v, i};
+            if (v > vmax) vmax = v;
+        }
     }
     if (n == 0) return vlm_errorf(VLM_ERR_INVALID, "sampler: no token has a finite logit");
-    qsort(s->c, (size_t)n, sizeof *s->c, cmp_cand);
-
+    /* The candidates are put in order (largest logit first, lowest id on ties) only as far as top-k and
+     * top-p need: a full sort of a 129k vocabulary cost ~12 ms a token, about a whole decode step. */
+    int sorted = 0; /* c[0, sorted) is in order and holds the first `sorted` candidates of that order */
     if (s->p.top_k > 0 && s->p.top_k < n) {
-        float kth = s->c[s->p.top_k - 1].v;
+        select_first(s->c, n, s->p.top_k);
+        float kth = s->c[0].v;
+        for (int j = 1; j < s->p.top_k; j++) kth = s->c[j].v < kth ? s->c[j].v : kth;
         int keep = s->p.top_k;
-        while (keep < n && s->c[keep].v >= kth) keep++;
+        for (int j = keep; j < n; j++) /* ties with the k-th stay */
+            if (s->c[j].v >= kth) {
+                const cand t = s->c[keep];
+                s->c[keep++] = s->c[j], s->c[j] = t;
+            }
         n = keep;
+        qsort(s->c, (size_t)n, sizeof *s->c, cmp_cand);
+        sorted = n;
     }
-    /* probabilities relative to the best token; normalised by their sum below */
-    double *p = malloc((size_t)n * sizeof(double));
-    if (!p) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
-    double sum = 0;
-    /* (finite logits over a tiny temperature may overflow to +inf: those tokens then share all the mass) */
-    for (int j = 0; j < n; j++)
-        sum += p[j] = isinf(s->c[0].v) ? (s->c[j].v == s->c[0].v) : exp((double)s->c[j].v - (double)s->c[0].v);
+    /* probabilities relative to the best token, normalised by their sum; (finite logits over a tiny
+     * temperature may overflow to +inf: those tokens then share all the mass) */
+    double *p = s->p_buf, sum = 0;
+    for (int j = 0; j < n; j++) sum += p[j] = prob_rel(s->c[j].v, vmax);
     if (s->p.top_p > 0.0f && s->p.top_p < 1.0f) {
-        double before = 0, lim = (double)s->p.top_p * sum;
+        const double lim = (double)s->p.top_p * sum;
+        /* the smallest prefix of the order whose mass reaches lim: order a growing prefix until it does */
+        for (int m = 64; sorted < n;) {
+            if (m > n) m = n;
+            select_first(s->c, n, m);
+            qsort(s->c, (size_t)m, sizeof *s->c, cmp_cand);
+            double mass = 0;
+            for (int j = 0; j < m; j++) mass += p[j] = prob_rel(s->c[j].v, vmax);
+            sorted = m;
+            if (mass >= lim) break;
+            m *= 8;
+        }
+        double before = 0;
         int keep = 0;
         while (keep < n && (keep == 0 || before < lim)) before += p[keep++];
         n = keep;
         sum = before;
     }
+    /* the draw walks the candidates in the order they are in (sorted or not, the same distribution) */
     double u = next_unit(s) * sum, acc = 0;
     int32_t pick = s->c[n - 1].i;
     for (int j = 0; j < n; j++) {
@@ -174,6 +226,5 @@ int32_t vlm_sampler_pick(vlm_sampler *s, float *logits, const int32_t *history, 
             break;
         }
     }
-    free(p);
     return pick;
 }
