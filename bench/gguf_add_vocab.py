@@ -7,9 +7,13 @@ as soon as it turns a generated token into text, where llama-bench and llama-bat
 
 Tokens: <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, then "t<id>" placeholders; no merges, no chat
 template (run_serve.sh sends token ids to /completion). The tensors are copied byte for byte."""
+import os
 import sys
 
 import gguf
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_gguf import add_spm_vocab  # noqa: E402
 
 
 def main():
@@ -29,16 +33,7 @@ def main():
         vtype = field.types[0]
         sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub)
-    tokens = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)]
-    tokens += ["t%d" % i for i in range(len(tokens), vocab)]
-    types = [2, 3, 3] + [6] * 256 + [1] * (vocab - 259)  # UNKNOWN, CONTROL x2, BYTE x256, NORMAL
-    writer.add_string("tokenizer.ggml.model", "llama")
-    writer.add_array("tokenizer.ggml.tokens", tokens)
-    writer.add_array("tokenizer.ggml.scores", [0.0] * vocab)
-    writer.add_array("tokenizer.ggml.token_type", types)
-    writer.add_uint32("tokenizer.ggml.unknown_token_id", 0)
-    writer.add_uint32("tokenizer.ggml.bos_token_id", 1)
-    writer.add_uint32("tokenizer.ggml.eos_token_id", 2)
+    add_spm_vocab(writer, vocab, vocab)
     for t in reader.tensors:
         writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
     writer.write_header_to_file()

@@ -201,6 +201,21 @@ def write_mmproj(path):
     p.write(w, path)
 
 
+def add_spm_vocab(w, n_tokens, n_scores):
+    """A placeholder SentencePiece-style vocabulary: <unk>, <s>, </s>, the 256 byte tokens, then "t<id>" words
+    up to n_tokens (llama.cpp's "llama" tokenizer type; bench/gguf_add_vocab.py uses it too)."""
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    tokens += [f"t{i}" for i in range(len(tokens), n_tokens)]
+    types = [2, 3, 3] + [6] * 256 + [1] * (n_tokens - 259)  # UNKNOWN, CONTROL x2, BYTE x256, NORMAL
+    w.add_string("tokenizer.ggml.model", "llama")
+    w.add_array("tokenizer.ggml.tokens", tokens)
+    w.add_array("tokenizer.ggml.scores", [0.0] * n_scores)
+    w.add_array("tokenizer.ggml.token_type", types)
+    w.add_uint32("tokenizer.ggml.unknown_token_id", 0)
+    w.add_uint32("tokenizer.ggml.bos_token_id", 1)
+    w.add_uint32("tokenizer.ggml.eos_token_id", 2)
+
+
 def write_host_stub(path):
     """1-layer "llama" text model, n_embd 1280 (must equal the mmproj output), SentencePiece-style
     vocabulary of <unk>, <s>, </s> and the 256 byte tokens, so any prompt tokenizes."""
@@ -230,15 +245,7 @@ def write_host_stub(path):
     w.add_uint32(f"{a}.rope.dimension_count", 128)
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-6)
     w.add_uint32(f"{a}.vocab_size", V)
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    types = [2, 3, 3] + [6] * 256  # UNKNOWN, CONTROL, CONTROL, BYTE...
-    w.add_string("tokenizer.ggml.model", "llama")
-    w.add_array("tokenizer.ggml.tokens", tokens)
-    w.add_array("tokenizer.ggml.scores", [0.0] * V)
-    w.add_array("tokenizer.ggml.token_type", types)
-    w.add_uint32("tokenizer.ggml.unknown_token_id", 0)
-    w.add_uint32("tokenizer.ggml.bos_token_id", 1)
-    w.add_uint32("tokenizer.ggml.eos_token_id", 2)
+    add_spm_vocab(w, 259, V)
     # No chat template: bench/run_llama_cpp.sh passes --chat-template chatml.
     p.write(w, path)
 
