@@ -215,8 +215,11 @@ serve-demo: deps
 	tests/server/serve_demo.sh $(BUILD)/vlm $(DEMO_MODEL) $(DEMO_IMAGE)
 
 # Random Tiny-shaped weights (made once by `vlm mkmodel`), timed in bf16, q8 and q4; then vlm caption on a 60 s clip.
+# LLAMA_BUILD=DIR LLAMA_GGUF=FILE (a llama.cpp build with llama-server, and the Q4_0 GGUF of bench/make_gguf.py)
+# add llama-server -np 8 beside vlm serve.
 bench: all
 	VLM=$(BUILD)/vlm bench/run_cpu.sh tiny bf16 q8 q4
+	VLM=$(BUILD)/vlm QUANT=q4 bench/run_serve.sh $(BUILD)/bench/tiny-random $(if $(LLAMA_BUILD),$(LLAMA_BUILD) $(LLAMA_GGUF))
 	VLM=$(BUILD)/vlm bench/run_caption.sh q4 bf16
 
 install: all

@@ -12,16 +12,20 @@
 # Prints each figure and the ratios served / engine and served / llama-server (medians of the reps).
 #
 # usage: bench/run_serve.sh MODEL_DIR [LLAMA_BUILD_DIR GGUF]
-#   MODEL_DIR        e.g. build/bench/tiny-q4 (vlm mkmodel --shape tiny + vlm quantize --quant q4)
+#   MODEL_DIR        e.g. build/bench/tiny-q4 (vlm mkmodel --shape tiny + vlm quantize --quant q4), or
+#                    build/bench/tiny-random with QUANT=q4
 #   LLAMA_BUILD_DIR  a llama.cpp build with bin/llama-server (cmake -DLLAMA_BUILD_SERVER=ON)
 #   GGUF             e.g. GGUF_DIR/tiny-lm-q4_0.gguf
-# Environment: VLM (build/vlm), N (8), REPS (3), THREADS (2), SERVE_ARGS (more `vlm serve` options).
+# Environment: VLM (build/vlm), N (8), REPS (3), THREADS (2), QUANT (a --quant for both, e.g. q4 on a
+#   mkmodel folder; default: the folder's own format), SERVE_ARGS (more `vlm serve` options).
 set -euo pipefail
 [ $# -eq 1 ] || [ $# -eq 3 ] || { sed -n 2,18p "$0"; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 vlm=${VLM:-$here/../build/vlm}
 model=$1
 n=${N:-8} reps=${REPS:-3} threads=${THREADS:-2}
+qarg=()
+[ -z "${QUANT:-}" ] || qarg=(--quant "$QUANT")
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -39,12 +43,12 @@ median_agg() {
 }
 
 echo "== engine: vlm bench --concurrency $n"
-"$vlm" bench -m "$model" --threads "$threads" --concurrency "$n" --json > "$tmp/engine.json"
+"$vlm" bench -m "$model" "${qarg[@]}" --threads "$threads" --concurrency "$n" --json > "$tmp/engine.json"
 engine=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["concurrency"][0]["aggregate_decode_tok_s"],1))' "$tmp/engine.json")
 echo "engine aggregate decode: $engine tok/s"
 
 echo "== served: vlm serve + $n streamed chat completions"
-"$vlm" serve -m "$model" --port 0 --threads "$threads" --max-running "$n" ${SERVE_ARGS:-} > "$tmp/serve.out" 2> "$tmp/serve.err" &
+"$vlm" serve -m "$model" "${qarg[@]}" --port 0 --threads "$threads" --max-running "$n" ${SERVE_ARGS:-} > "$tmp/serve.out" 2> "$tmp/serve.err" &
 pids+=($!)
 for _ in $(seq 600); do grep -q "listening on" "$tmp/serve.out" 2> /dev/null && break; sleep 0.5; done
 url=$(grep -o 'http://[^ ]*' "$tmp/serve.out" | head -1)
