@@ -45,6 +45,10 @@ typedef struct {
     int64_t prefix_cache_mib; /* KV blocks kept for prefix reuse [512; -1 = off] */
     int64_t image_cache_mib;  /* image embeddings kept for reuse [256; -1 = off] */
     int prefill_chunk;        /* prompt tokens per step, shared by the prefilling requests [256] */
+    int throughput;           /* 1: every step takes up to prefill_chunk prompt tokens even while other requests
+                                 decode (batch jobs: more requests per second, longer gaps between a stream's
+                                 tokens); 0 (default): while streams decode, a step's prompt work is held to about
+                                 1.8x a decode step so that they keep flowing */
     /* URL policy for image paths given as URLs */
     int allow_private;        /* allow private / loopback / link-local addresses */
     const char *const *allow_addrs; /* addresses or CIDR ranges allowed although private ("127.0.0.1") */

@@ -180,6 +180,7 @@ int vlm_cmd_batch(int argc, char **argv)
         fprintf(stderr, "vlm batch: needs -m <model dir>, an input file and -o <output file>\n");
         return 2;
     }
+    c.eng.throughput = 1; /* nobody watches the tokens arrive: requests per second count */
     if (!c.eng.max_waiting) c.eng.max_waiting = (int)(window < 4096 ? window : 4096);
 
     FILE *in = fopen(in_path, "r");

@@ -270,6 +270,7 @@ int vlm_cmd_caption(int argc, char **argv)
     /* A caption's prompt starts with its frames, so no two share a prefix: the prefix cache would only fill up.
      * The image cache pays only when windows overlap (a frame in several prompts). */
     eo.prefix_cache_mib = -1;
+    eo.throughput = 1; /* frames per second, not the gaps between a caption's tokens */
     if (!(o.stride > 0 && o.stride < o.window)) eo.image_cache_mib = -1;
     vlm_engine *e;
     if (vlm_engine_open(model, &eo, &e)) {

@@ -273,6 +273,47 @@ TEST(RequestEngine, CancelBeforeDuringPrefillAndDuringDecodeFreesEverything)
     vlm_job_free(g.job);
 }
 
+// vlm_engine_options.throughput: a prompt arriving while another request decodes goes in whole
+// prefill_chunk steps (batch jobs), where by default each step's prompt work is held to about 1.8x a
+// decode step (here, with the tiny model's cheap decode steps, the 16-token floor); either way its
+// answer is the golden one.
+TEST(RequestEngine, ThroughputModeTakesWholePromptChunksWhileOthersDecode)
+{
+    int64_t steps[2] = {0, 0};
+    for (int throughput : {0, 1}) {
+        SCOPED_TRACE(testing::Message() << "throughput " << throughput);
+        vlm_engine_options o = {};
+        o.max_running = 2;
+        o.prefill_chunk = 128;
+        o.throughput = throughput;
+        vlm_engine *e = Open("tiny-mha", o);
+        ASSERT_NE(e, nullptr);
+        Req a("case1_640x480_png"), b("case5_three_images");
+        Submit(e, &a, 3000);
+        WaitTokens(a, 5);
+        vlm_engine_stats st0, st1;
+        Submit(e, &b);  // (its images are decoded and tiled here, on this thread, while a decodes)
+        ASSERT_EQ(vlm_engine_stats_get(e, &st0), VLM_OK);
+        WaitTokens(b, 1);
+        ASSERT_EQ(vlm_engine_stats_get(e, &st1), VLM_OK);
+        ASSERT_LT(a.tokens.load(), 3000) << "the decoding request ended before the prompt was in";
+        steps[throughput] = st1.steps - st0.steps;
+        const std::string cs = b.cs;
+        ExpectGolden("tiny-mha", &b, "beside a decoding request");
+        golden::File gold(golden::model_dir("tiny-mha") + "/" + cs + ".safetensors");
+        const int64_t prompt = (int64_t)gold.ints("input_ids").size();
+        if (throughput) {  // its chunks, one step per image encoded, and one under way
+            EXPECT_LE(steps[1], (prompt + 127) / 128 + 3 + 2) << prompt << " prompt tokens";
+        }
+        vlm_job_cancel(a.job);
+        vlm_job_free(a.job);
+        vlm_engine_close(e);
+    }
+    EXPECT_GT(steps[0], 2 * steps[1]) << "throughput mode took as many steps as the default";
+    std::printf("[ measured ] steps to prefill a 3-image prompt beside a decoding request: %lld by default, "
+                "%lld with throughput\n", (long long)steps[0], (long long)steps[1]);
+}
+
 TEST(RequestEngine, RefusalsAreClearErrorsAndHurtNoOtherRequest)
 {
     vlm_engine_options o = {};
