@@ -282,7 +282,9 @@ TEST(Ask, StopStringsCutTheAnswer)
         std::vector<int32_t> want = cut(stop);
         EXPECT_EQ(a.ids, want) << stop;
         EXPECT_EQ(a.stop_reason, stop == stop2 ? "length" : "stop_string") << stop;
-        if (stop != stop2) EXPECT_LT(want.size(), base.ids.size()) << stop;
+        if (stop != stop2) {
+            EXPECT_LT(want.size(), base.ids.size()) << stop;
+        }
         EXPECT_EQ(a.text, c.second) << stop;
         // streaming prints the same text, then a newline
         Result plain = ask("--stop '" + stop + "'" + q);
