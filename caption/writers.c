@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 
 void vlm_cap_record_free(vlm_cap_record *r)
 {
@@ -20,28 +21,6 @@ void vlm_cap_record_free(vlm_cap_record *r)
     free(r->caption);
     r->frames = NULL;
     r->caption = NULL;
-}
-
-/* The code point at s (length *len; invalid: -1 with *len = 1). */
-static long decode_utf8(const unsigned char *s, int *len)
-{
-    unsigned c = s[0];
-    *len = 1;
-    if (c < 0x80) return (long)c;
-    int n;
-    unsigned long min;
-    if ((c & 0xE0) == 0xC0) n = 2, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) n = 3, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) n = 4, min = 0x10000;
-    else return -1;
-    unsigned long cp = c & (0x7Fu >> n);
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return -1;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
-    *len = n;
-    return (long)cp;
 }
 
 static int is_space_cp(long cp)
@@ -56,8 +35,10 @@ char *vlm_cap_one_line(const char *caption)
     const unsigned char *p = (const unsigned char *)(caption ? caption : "");
     int pending_space = 0;
     while (*p) {
-        int len;
-        long cp = decode_utf8(p, &len);
+        uint32_t u;
+        const int n = vlm_utf8_decode(p, 4, &u); /* (NUL-terminated: see core/utf8.h) */
+        const int len = n ? n : 1;
+        const long cp = n ? (long)u : -1;
         if (cp >= 0 && is_space_cp(cp)) {
             pending_space = 1;
         } else {

@@ -1,4 +1,5 @@
 #include "core/strbuf.h"
+#include "core/utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,26 +50,6 @@ void vlm_strbuf_printf(vlm_strbuf *b, const char *fmt, ...)
     free(big);
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid (overlong, surrogate, > U+10FFFF). */
-static int utf8_len(const unsigned char *s)
-{
-    const unsigned c = s[0];
-    if (c < 0x80) return 1;
-    int n;
-    unsigned min;
-    if ((c & 0xE0) == 0xC0) n = 2, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) n = 3, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) n = 4, min = 0x10000;
-    else return 0;
-    unsigned cp = c & (0x7F >> n);
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return n;
-}
-
 void vlm_strbuf_json_str(vlm_strbuf *b, const char *s)
 {
     vlm_strbuf_add(b, "\"", 1);
@@ -88,7 +69,8 @@ void vlm_strbuf_json_str(vlm_strbuf *b, const char *s)
             }
             p++;
         } else {
-            const int n = utf8_len(p);
+            uint32_t cp;
+            const int n = vlm_utf8_decode(p, 4, &cp); /* (NUL-terminated: see core/utf8.h) */
             if (n) {
                 vlm_strbuf_add(b, (const char *)p, (size_t)n);
                 p += n;

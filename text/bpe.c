@@ -128,7 +128,7 @@ static int initial_symbols(tok_ctx *c, const uint8_t *p, size_t n, size_t *n_sym
     } else {
         for (size_t i = 0; i < n;) {
             uint32_t cp;
-            int len = tok_utf8_decode(p + i, n - i, &cp);
+            int len = vlm_utf8_decode(p + i, n - i, &cp);
             if (len <= 0) len = 1;
             int32_t id = tok_smap_get(&t->vocab, (const char *)p + i, (size_t)len);
             i += (size_t)len;

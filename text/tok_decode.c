@@ -18,7 +18,7 @@ int vlm_tokenizer_token_bytes(const vlm_tokenizer *t, int32_t id, char *buf, siz
          * is used (as ByteLevel::decode_chain does, e.g. for added tokens). */
         for (size_t i = 0; i < n;) {
             uint32_t cp;
-            int len = tok_utf8_decode(s + i, n - i, &cp);
+            int len = vlm_utf8_decode(s + i, n - i, &cp);
             int b = len > 0 ? tok_cp_to_byte(cp) : -1;
             if (b < 0) {
                 k = 0;

@@ -20,7 +20,7 @@ static int is_white_space(uint32_t c)
 static int is_word_char(tok_ctx *c, const uint8_t *p, size_t n)
 {
     uint32_t cp;
-    int len = tok_utf8_decode(p, n, &cp);
+    int len = vlm_utf8_decode(p, n, &cp);
     if (len <= 0 || !c->t->word_re) return 0;
     return pcre2_match(c->t->word_re, p, (size_t)len, 0, 0, c->md, NULL) > 0;
 }
@@ -31,7 +31,7 @@ static size_t last_char_len(const uint8_t *p, size_t n)
     size_t k = 1;
     while (k < 4 && k < n && (p[n - k] & 0xc0) == 0x80) k++;
     uint32_t cp;
-    if (tok_utf8_decode(p + n - k, k, &cp) == (int)k) return k;
+    if (vlm_utf8_decode(p + n - k, k, &cp) == (int)k) return k;
     return 1;
 }
 
@@ -111,7 +111,7 @@ static int find_segments(tok_ctx *c, const tok_pretok *st, const uint8_t *p, siz
         if (r == 0) break;
         if (ms == me && last_end == (long long)me) {
             uint32_t cp;
-            int len = start < n ? tok_utf8_decode(p + start, n - start, &cp) : 0;
+            int len = start < n ? vlm_utf8_decode(p + start, n - start, &cp) : 0;
             start += len > 0 ? (size_t)len : 1;
             continue;
         }
@@ -135,13 +135,13 @@ static int keep_invalid_runs(const uint8_t *p, size_t s, size_t e, piece_list *o
 {
     uint32_t cp;
     while (s < e) {
-        int len = tok_utf8_decode(p + s, e - s, &cp);
+        int len = vlm_utf8_decode(p + s, e - s, &cp);
         if (len > 0) {
             s += (size_t)len;
             continue;
         }
         size_t j = s + 1;
-        while (j < e && tok_utf8_decode(p + j, e - j, &cp) <= 0) j++;
+        while (j < e && vlm_utf8_decode(p + j, e - j, &cp) <= 0) j++;
         int rc = pl_push(out, p + s, j - s);
         if (rc) return rc;
         s = j;
@@ -301,7 +301,7 @@ static int encode_pass(tok_ctx *c, pretok_bufs *pb, const uint8_t *s, size_t n, 
             while (ns > 0) {
                 size_t cl = last_char_len(s, ns);
                 uint32_t cp;
-                if (tok_utf8_decode(s + ns - cl, cl, &cp) != (int)cl || !is_white_space(cp)) break;
+                if (vlm_utf8_decode(s + ns - cl, cl, &cp) != (int)cl || !is_white_space(cp)) break;
                 ns -= cl;
             }
             start = ns > start_offset ? ns : start_offset;
@@ -309,7 +309,7 @@ static int encode_pass(tok_ctx *c, pretok_bufs *pb, const uint8_t *s, size_t n, 
         if (a->rstrip) {
             uint32_t cp;
             int cl;
-            while (stop < n && (cl = tok_utf8_decode(s + stop, n - stop, &cp)) > 0 && is_white_space(cp))
+            while (stop < n && (cl = vlm_utf8_decode(s + stop, n - stop, &cp)) > 0 && is_white_space(cp))
                 stop += (size_t)cl;
         }
         if (start_offset < start) {

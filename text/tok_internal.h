@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/utf8.h"
 #include "text/tokenizer.h"
 
 /* Limits that keep a hostile tokenizer.json from asking for absurd memory. */
@@ -127,10 +128,6 @@ struct vlm_tokenizer {
 /* Byte <-> code point table of GPT-2's ByteLevel (bytes_to_unicode). */
 uint32_t tok_byte_to_cp(uint8_t b);
 int tok_cp_to_byte(uint32_t cp); /* -1 if cp is not in the byte alphabet */
-
-/* Decodes one UTF-8 character at p (n bytes left). Returns its length (1..4)
- * and the code point, or 0 for an invalid/truncated sequence. */
-int tok_utf8_decode(const uint8_t *p, size_t n, uint32_t *cp);
 
 /* Trie of added tokens (tok_util.c); matched in tok_encode.c. */
 int tok_trie_build(tok_trie *tr, const tok_added *added, int32_t n_added, int normalized);
