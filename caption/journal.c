@@ -267,23 +267,34 @@ static void head(vlm_strbuf *b, const vlm_cap_journal *j, const char *type, cons
     vlm_strbuf_json_str(b, video);
 }
 
+/* Appends the record in b (and frees b), then returns the video's state to update; NULL with *rc set when
+ * either fails. */
+static vlm_cap_jvideo *commit_record(vlm_cap_journal *j, vlm_strbuf *b, const char *video, int *rc)
+{
+    *rc = append(j, b);
+    vlm_strbuf_free(b);
+    if (*rc) return NULL;
+    vlm_cap_jvideo *v = get_video(j, video, 1);
+    if (!v) *rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    return v;
+}
+
 int vlm_cap_journal_segment(vlm_cap_journal *j, const char *video, const vlm_cap_record *r)
 {
     vlm_strbuf b = {0};
     head(&b, j, "segment", video);
     vlm_strbuf_printf(&b, ",\"segment\":%d,\"start_ms\":%lld,\"end_ms\":%lld,\"frames\":[", r->index,
-                  (long long)r->start_ms, (long long)r->end_ms);
+                      (long long)r->start_ms, (long long)r->end_ms);
     for (int i = 0; i < r->n_frames; i++) vlm_strbuf_printf(&b, "%s%.17g", i ? "," : "", r->frames[i]);
     vlm_strbuf_adds(&b, "],\"caption\":");
     vlm_strbuf_json_str(&b, r->caption);
     vlm_strbuf_adds(&b, ",\"finish\":");
     vlm_strbuf_json_str(&b, r->finish);
     vlm_strbuf_adds(&b, "}\n");
-    int rc = append(j, &b);
-    vlm_strbuf_free(&b);
-    if (rc) return rc;
-    vlm_cap_jvideo *v = get_video(j, video, 1);
-    if (!v || put_segment(v, r)) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    int rc;
+    vlm_cap_jvideo *v = commit_record(j, &b, video, &rc);
+    if (!v) return rc;
+    if (put_segment(v, r)) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
     return VLM_OK;
 }
 
@@ -296,12 +307,7 @@ static vlm_cap_jvideo *text_record(vlm_cap_journal *j, const char *type, const c
     vlm_strbuf_printf(&b, ",\"%s\":", type);
     vlm_strbuf_json_str(&b, text);
     vlm_strbuf_adds(&b, "}\n");
-    *rc = append(j, &b);
-    vlm_strbuf_free(&b);
-    if (*rc) return NULL;
-    vlm_cap_jvideo *v = get_video(j, video, 1);
-    if (!v) *rc = vlm_errorf(VLM_ERR_NOMEM, "out of memory");
-    return v;
+    return commit_record(j, &b, video, rc);
 }
 
 int vlm_cap_journal_summary(vlm_cap_journal *j, const char *video, const char *summary)
@@ -317,11 +323,9 @@ int vlm_cap_journal_video(vlm_cap_journal *j, const char *video, int n_segments)
     vlm_strbuf b = {0};
     head(&b, j, "video", video);
     vlm_strbuf_printf(&b, ",\"segments\":%d}\n", n_segments);
-    int rc = append(j, &b);
-    vlm_strbuf_free(&b);
-    if (rc) return rc;
-    vlm_cap_jvideo *v = get_video(j, video, 1);
-    if (!v) return vlm_errorf(VLM_ERR_NOMEM, "out of memory");
+    int rc;
+    vlm_cap_jvideo *v = commit_record(j, &b, video, &rc);
+    if (!v) return rc;
     v->complete = 1;
     v->n_segments = n_segments;
     set_str(&v->error, NULL);
