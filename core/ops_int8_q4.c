@@ -321,10 +321,10 @@ int vlm_linear_int8_q4(float *y, const float *x, int64_t M, const vlm_weight *W,
 #endif
     vlm_int8_quant_rows(x, M, K, nb, xq, xd);
     q4gemm_job j = {y, xq, xd, x8, M, nb, W, bias, avx, 0};
-    vlm_pool_for(vlm_pool_default(), M, 16, offset_task, &j);
+    vlm_pool *pool = vlm_pool_default();
+    vlm_pool_for(pool, M, 16, offset_task, &j);
     /* runs of consecutive panels per chunk (about 8 chunks per thread): each task reads one
      * stretch of weights front to back, prefetching the next panel as it goes */
-    vlm_pool *pool = vlm_pool_default();
     const int64_t panels = (W->rows + NC - 1) / NC, threads = pool ? vlm_pool_threads(pool) : 1;
     const int64_t grain = panels / (8 * threads) > 1 ? panels / (8 * threads) : 1;
     vlm_pool_for(pool, panels, grain, q4gemm_task, &j);

@@ -61,7 +61,8 @@ struct vlm_engine {
 };
 
 /* The planned time of a step of r decode rows: its moving average once measured, else the latest decode
- * step of any size scaled by rows (an upper bound: a step costs less than proportionally more rows). */
+ * step of any size scaled by rows (a step costs less than proportionally more rows, so this overestimates
+ * a larger batch and underestimates a smaller one, until a decode-only step of r rows has run). */
 static double decode_step_ms(const vlm_engine *e, int64_t r)
 {
     if (e->decode_ms[r] > 0) return e->decode_ms[r];
