@@ -60,14 +60,15 @@ int vlm_quant_spec_parse(const char *s, vlm_quant_spec *out);
 const char *vlm_wquant_name(vlm_wquant q);
 /* The SIMD level the fast kernels use here: "avx2" or "scalar". */
 const char *vlm_ops_simd(void);
-/* Int8 activations for prefill / ViT products (M >= 4) on q8/q4 weights: each input row is
- * quantized to int8 per block of 32 (scale max|x| / 127, as decode always does) and an int8 GEMM
- * runs (core/ops_int8.c, ops_int8_q4.c) instead of the fp32 GEMM on dequantized weights.
- * mode 1: on for q8 and q4; 0: off (fp32 GEMM); negative: auto, the default: on for q4 only.
- * A process-wide setting. It changes results by the input rounding: relative RMS error of y vs
- * fp32 weights 7.4e-3 with q8 weights (5.2e-3 from the q8 weights alone), 1.1e-2 to 1.3e-2 with
- * outlier input features; q4 weights alone err more than that. On the 2-vCPU Zen 3 it was measured
- * on, the q4 kernel runs about 1.8x faster than the fp32 GEMM, the q8 one at its speed. */
+/* Int8 activations for prefill / ViT / batched-decode products (M >= 4) on q8/q4 weights: each
+ * input row is quantized to int8 per block of 32 (scale max|x| / 127, as the decode GEMV always
+ * does) and an int8 GEMM runs (core/ops_int8_panel.c) instead of the fp32 GEMM on dequantized
+ * weights. mode 1: on; 0: off (fp32 GEMM); negative: auto, the default, which is on for q8 and q4
+ * (kept as its own value so that a later kernel may differ by format). A process-wide setting.
+ * It changes results by the input rounding: relative RMS error of y vs fp32 weights 7.4e-3 with
+ * q8 weights (5.2e-3 from the q8 weights alone), 1.1e-2 to 1.3e-2 with outlier input features; q4
+ * weights alone err more than that. On the 2-vCPU Zen 3 it was measured on, against the fp32
+ * GEMM: q4 about 2.5x, q8 1.5-1.9x (8 to 512 rows). */
 void vlm_ops_set_int8_activations(int mode);
 int vlm_ops_int8_activations(void); /* the mode: -1 auto, 0 off, 1 on */
 /* Tests: 0 forces the portable scalar versions of the fast kernels, 1 restores detection. */

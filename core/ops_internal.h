@@ -20,29 +20,30 @@ void vlm_linear_ref(float *y, const float *x, int64_t M, const vlm_weight *W, co
 #ifndef VLM_GEMV_MAX_ROWS
 #define VLM_GEMV_MAX_ROWS 3
 #endif
-/* q8 weights take the GEMV for up to this many rows: their GEMM (fp32 products on weights
- * dequantized into panels, int8 activations being off for q8) costs the dequantization of every
- * weight per call, so a batched decode step of up to 16 sequences is cheaper as int8 GEMVs. */
+/* With int8 activations off, q8 weights take the GEMV for up to this many rows: their GEMM (fp32
+ * products on weights dequantized into panels) costs the dequantization of every weight per call,
+ * so a batched decode step of up to 16 sequences is cheaper as int8 GEMVs (which quantize their
+ * inputs whatever the setting). */
 #define VLM_GEMV_MAX_ROWS_Q8 16
 /* The GEMV row limit for W's format. */
 static inline int vlm_gemv_max_rows(const vlm_weight *W)
 {
-    return W->quant == VLM_WQ_Q8 && vlm_ops_int8_activations() != 1 ? VLM_GEMV_MAX_ROWS_Q8 : VLM_GEMV_MAX_ROWS;
+    return W->quant == VLM_WQ_Q8 && vlm_ops_int8_activations() == 0 ? VLM_GEMV_MAX_ROWS_Q8 : VLM_GEMV_MAX_ROWS;
 }
 /* The pooled BF16 GEMV (y = x W^T + bias, M rows). */
 void vlm_gemv_bf16(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 void vlm_gemv_bf16_range(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias, int64_t b,
                          int64_t e);
 
-/* The int8 GEMM (ops_int8.c) for q8/q4 weights: y = x . W^T (+ bias) with x quantized to int8 per
+/* The int8 GEMM (ops_int8_panel.c) for q8/q4 weights: y = x . W^T (+ bias) with x quantized to int8 per
  * block of 32; the scalar kernel (vlm_ops_set_simd(0)) gives the same bits as the AVX2 one. Returns 1 when done,
  * 0 when W is not q8/q4 or memory ran out (y is then to be computed another way). */
 int vlm_linear_int8(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 /* Whether products with W for M >= 4 take vlm_linear_int8 under the current setting
  * (vlm_ops_set_int8_activations: auto = q4 only). */
 int vlm_int8_act_applies(const vlm_weight *W);
-/* Its q4 part (ops_int8_q4.c), same contract. */
-int vlm_linear_int8_q4(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
+/* vlm_linear_int8 past its argument checks (ops_int8_panel.c). */
+int vlm_linear_int8_panel(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 /* One row x[K] quantized to int8 per block of 32 into q[nb * 32] (zero padded) and d[nb]: d = max|x| / 127,
  * q = round-half-even(x / d) clamped to +-127 (AVX2 and scalar give the same bytes). */
 void vlm_int8_quant_row(const float *x, int64_t K, int64_t nb, int8_t *q, float *d);

@@ -382,8 +382,8 @@ static void usage(FILE *f)
           "                    of 128 prompt tokens and 64 new ones at once (aggregate decode tok/s,\n"
           "                    inter-token latency p50/p99), then N - 1 decoding while one arrives (its TTFT)\n"
           "  --threads N       CPU threads (default: all cores)\n"
-          "  --int8-act A      int8 activations in prefill / ViT products: auto (default: for q4 weights),\n"
-          "                    on (q8 and q4) or off (fp32 products on the dequantized weights)\n"
+          "  --int8-act A      int8 activations in prefill / ViT products on q8 / q4 weights: auto\n"
+          "                    (default: on), on, or off (fp32 products on the dequantized weights)\n"
           "  --kv-cache T      KV cache values: auto (default: f16 on the CPU, f32 with --quant ref), f16, f32\n"
           "  --skip LIST       leave out some of vit,prefill,image,decode,ttft (comma-separated)\n"
           "  --json            one JSON object instead of the table\n",

@@ -1,4 +1,4 @@
-// The int8-activation GEMM (core/ops_int8.c) for q8/q4 weights.
+// The int8-activation GEMM (core/ops_int8_panel.c) for q8/q4 weights.
 //
 // What is checked, per shape (M in {1, 5, 33, 729}, K in {32, 896, 4304, 1280}, odd N, q8 and q4,
 // weight groups 32 and 64):
@@ -12,8 +12,8 @@
 //    + 1e-6, and the relative RMS error over all outputs is below 2.5e-2 (about 4e-3 for Gaussian
 //    inputs; these inputs have an 8x outlier feature every 61, which coarsens their blocks' steps:
 //    1e-2 to 1.7e-2);
-//  - vlm_op_linear takes this path only for M >= 4: by default (auto) for q4 weights, for q8 only
-//    with vlm_ops_set_int8_activations(1); 0 turns it off for both.
+//  - vlm_op_linear takes this path only for M >= 4, by default (auto) for q8 and q4 weights;
+//    vlm_ops_set_int8_activations(0) turns it off for both.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -173,9 +173,9 @@ TEST(OpsInt8, LargerGroupsAndTileEdges) {
   }
 }
 
-// vlm_op_linear uses the int8 GEMM for M >= 4 only (decode keeps its GEMV): by default for q4,
-// for q8 only when asked.
-void check_selection(vlm_wquant fmt, int default_on) {
+// vlm_op_linear uses the int8 GEMM for M >= 4 only (decode keeps its GEMV), by default; off, q8
+// products of up to 16 rows take the int8 GEMV and longer ones, like q4's, the fp32 GEMM.
+void check_selection(vlm_wquant fmt) {
   SCOPED_TRACE(vlm_wquant_name(fmt));
   SimdRestore restore;
   Case c;
@@ -194,7 +194,7 @@ void check_selection(vlm_wquant fmt, int default_on) {
   std::vector<float> direct = run_int8(c, true);
   EXPECT_EQ(0, memcmp(y_on.data(), direct.data(), n * sizeof(float)));
   EXPECT_NE(0, memcmp(y_on.data(), y_off.data(), n * sizeof(float)));
-  EXPECT_EQ(0, memcmp(y_auto.data(), default_on ? y_on.data() : y_off.data(), n * sizeof(float)));
+  EXPECT_EQ(0, memcmp(y_auto.data(), y_on.data(), n * sizeof(float)));
   // decode rows: the same results whatever the setting
   std::vector<float> d_on(21), d_off(21);
   vlm_ops_set_int8_activations(1);
@@ -205,8 +205,8 @@ void check_selection(vlm_wquant fmt, int default_on) {
 }
 
 TEST(OpsInt8, SelectedByTheOption) {
-  check_selection(VLM_WQ_Q8, 0);
-  check_selection(VLM_WQ_Q4, 1);
+  check_selection(VLM_WQ_Q8);
+  check_selection(VLM_WQ_Q4);
 }
 
 // Non-quantized weights are declined (the caller keeps its own path).

@@ -172,10 +172,9 @@ void check_linear(vlm_wquant fmt, int group, int64_t M, int64_t N, int64_t K, bo
   vlm_op_linear(ref.data(), x.data(), M, &ref_w, bias ? b.data() : nullptr);
   vlm_op_linear(y.data(), x.data(), M, &W, bias ? b.data() : nullptr);
   const int mode = vlm_ops_int8_activations();
-  // int8 inputs: the GEMVs (q4: up to 3 rows; q8: up to 16, a batched decode step - core/ops_internal.h)
-  // and the int8 GEMM (q4 by default, q8 when forced on)
-  const bool int8_inputs = (fmt == VLM_WQ_Q8 || fmt == VLM_WQ_Q4) &&
-                           (M < 4 || mode == 1 || (mode < 0 && fmt == VLM_WQ_Q4) || (fmt == VLM_WQ_Q8 && M <= 16));
+  // int8 inputs: the GEMVs (up to 3 rows; with int8 activations off, q8 up to 16, a batched decode
+  // step - core/ops_internal.h) and the int8 GEMM (q8 and q4 unless turned off)
+  const bool int8_inputs = (fmt == VLM_WQ_Q8 || fmt == VLM_WQ_Q4) && (M < 4 || mode != 0 || (fmt == VLM_WQ_Q8 && M <= 16));
   double worst = 0;
   for (int64_t i = 0; i < M; i++)
     for (int64_t n = 0; n < N; n++) {
@@ -218,14 +217,17 @@ TEST(QuantKernels, ScalarFallbackMatchesReference) {
   all_shapes("scalar");
 }
 
-// q4 products of M >= 4 rows on the fp32 GEMM (dequantized weights) when int8 activations are off.
-TEST(QuantKernels, Q4GemmWithFp32Activations) {
+// q8/q4 products of M >= 4 rows (q8: over 16) on the fp32 GEMM (dequantized weights) when int8
+// activations are off.
+TEST(QuantKernels, GemmWithFp32Activations) {
   SimdRestore restore;
   vlm_ops_set_int8_activations(0);
   for (int64_t M : {4, 9})
     for (auto nk : {std::pair<int64_t, int64_t>{100, 896}, {37, 4304}, {64, 588}, {5, 33}})
       for (int group : {32, 64}) check_linear(VLM_WQ_Q4, group, M, nk.first, nk.second, M % 2 == 1, "fp32 act");
   check_linear(VLM_WQ_Q4, 128, 61, 300, 1152, false, "fp32 act large");
+  check_linear(VLM_WQ_Q8, 32, 17, 100, 896, true, "fp32 act");
+  check_linear(VLM_WQ_Q8, 64, 61, 300, 1152, false, "fp32 act large");
 }
 
 // A large M exercises several K slices and output blocks of the GEMM on every thread.
