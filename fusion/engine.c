@@ -442,7 +442,7 @@ static int resolve_options(vlm_engine *e, const vlm_engine_options *o)
     if (!r->max_running) r->max_running = 16;
     if (r->max_running > 256) return vlm_errorf(VLM_ERR_INVALID, "max_running %d: at most 256", r->max_running);
     if (!r->max_waiting) r->max_waiting = 64;
-    if (!r->prefill_chunk) r->prefill_chunk = 256;
+    if (!r->prefill_chunk) r->prefill_chunk = r->throughput ? 1024 : 256;
     if (!r->prefix_cache_mib) r->prefix_cache_mib = 512;
     if (!r->image_cache_mib) r->image_cache_mib = 256;
     e->media_dir = o && o->media_dir ? strdup(o->media_dir) : NULL;
