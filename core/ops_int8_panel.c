@@ -54,80 +54,57 @@ typedef struct {
     int failed;
 } panel_job;
 
-/* Features [n0, n0 + NC) (missing ones: zero weights and scales) into
- * wp[b][kq][v][c][j] = u of feature n0 + 8 v + c, input 32 b + 4 kq + j, and ws[b][NC]. */
-static void pack_block(const vlm_weight *W, int64_t n0, int64_t nb, uint8_t *wp, float *ws)
+/* Features [n0, n0 + NC) (missing ones: zero weights and scales) into the panel and ws[b][NC]:
+ * q4: panel[b][kq][v][c][j] = u of feature n0 + 8 v + c, input 32 b + 4 kq + j (bytes);
+ * q8: panel[b][kp][v][c][i] = w of feature n0 + 8 v + c, input 32 b + 2 kp + i (int16). */
+static void pack_block(const vlm_weight *W, int64_t n0, int64_t nb, void *panel, float *ws)
 {
+    const int q8 = W->quant == VLM_WQ_Q8;
     const int64_t ng = vlm_q_groups(W), bpg = W->group / QB;
-    memset(wp, 0, (size_t)(nb * QB * NC));
+    memset(panel, 0, (size_t)(nb * QB * NC) * (q8 ? sizeof(int16_t) : 1));
     memset(ws, 0, (size_t)(nb * NC) * sizeof(float));
     for (int f = 0; f < NC && n0 + f < W->rows; f++) {
         const uint8_t *row = (const uint8_t *)W->data + (size_t)(n0 + f) * (size_t)W->row_bytes;
         const uint16_t *sc = W->scales + (size_t)(n0 + f) * (size_t)ng;
         const int v = f / 8, c = f % 8;
         for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *p = row + b * (QB / 2);
-            uint8_t u[QB], *o = wp + b * QB * NC + v * 32 + c * 4;
-            for (int i = 0; i < QB / 2; i++) u[i] = p[i] & 15, u[i + QB / 2] = p[i] >> 4; /* inputs i, i + 16 */
-            for (int kq = 0; kq < QB / 4; kq++) memcpy(o + kq * 64, u + 4 * kq, 4);
+            if (q8) {
+                int16_t *o = (int16_t *)panel + b * QB * NC + v * 16 + c * 2;
+                for (int k = 0; k < QB; k++) o[(k / 2) * 32 + k % 2] = (int8_t)row[b * QB + k];
+            } else {
+                const uint8_t *p = row + b * (QB / 2);
+                uint8_t u[QB], *o = (uint8_t *)panel + b * QB * NC + v * 32 + c * 4;
+                for (int i = 0; i < QB / 2; i++) u[i] = p[i] & 15, u[i + QB / 2] = p[i] >> 4; /* inputs i, i + 16 */
+                for (int kq = 0; kq < QB / 4; kq++) memcpy(o + kq * 64, u + 4 * kq, 4);
+            }
             ws[b * NC + f] = vlm_f16_to_f32(sc[b / bpg]);
         }
     }
 }
 
-static void tile_scalar(const panel_job *j, const uint8_t *wp, const float *ws, int64_t m0, int64_t n0)
+/* The tiles of panel n0 over all input rows, one output at a time. */
+static void tiles_scalar(const panel_job *j, const void *panel, const float *ws, int64_t n0)
 {
     const int64_t nb = j->nb, N = j->W->rows;
-    for (int r = 0; r < MR && m0 + r < j->M; r++) {
-        const int8_t *x = j->xq + (m0 + r) * nb * QB;
+    for (int64_t m = 0; m < j->M; m++)
         for (int f = 0; f < NC && n0 + f < N; f++) {
             const int v = f / 8, c = f % 8;
             float a = 0;
             for (int64_t b = 0; b < nb; b++) {
                 int32_t S = 0;
-                for (int k = 0; k < QB; k++) S += wp[b * QB * NC + (k / 4) * 64 + v * 32 + c * 4 + k % 4] * x[b * QB + k];
-                S -= j->x8[(m0 + r) * nb + b];
-                a = __builtin_fmaf((float)S, ws[b * NC + f] * j->xd[(m0 + r) * nb + b], a);
+                if (j->q8) {
+                    const int16_t *w = (const int16_t *)panel + b * QB * NC + v * 16 + c * 2, *x = j->x16 + (m * nb + b) * QB;
+                    for (int k = 0; k < QB; k++) S += w[(k / 2) * 32 + k % 2] * x[k];
+                } else {
+                    const uint8_t *w = (const uint8_t *)panel + b * QB * NC + v * 32 + c * 4;
+                    const int8_t *x = j->xq + (m * nb + b) * QB;
+                    for (int k = 0; k < QB; k++) S += w[(k / 4) * 64 + k % 4] * x[k];
+                    S -= j->x8[m * nb + b];
+                }
+                a = __builtin_fmaf((float)S, ws[b * NC + f] * j->xd[m * nb + b], a);
             }
-            j->y[(m0 + r) * N + n0 + f] = a + (j->bias ? j->bias[n0 + f] : 0.0f);
+            j->y[m * N + n0 + f] = a + (j->bias ? j->bias[n0 + f] : 0.0f);
         }
-    }
-}
-
-/* q8: features [n0, n0 + NC) (missing ones: zero weights and scales) into
- * wp[b][kp][v][c][i] = w of feature n0 + 8 v + c, input 32 b + 2 kp + i (int16), and ws[b][NC]. */
-static void pack_block_q8(const vlm_weight *W, int64_t n0, int64_t nb, int16_t *wp, float *ws)
-{
-    const int64_t ng = vlm_q_groups(W), bpg = W->group / QB;
-    memset(wp, 0, (size_t)(nb * QB * NC) * sizeof(int16_t));
-    memset(ws, 0, (size_t)(nb * NC) * sizeof(float));
-    for (int f = 0; f < NC && n0 + f < W->rows; f++) {
-        const int8_t *row = (const int8_t *)W->data + (size_t)(n0 + f) * (size_t)W->row_bytes;
-        const uint16_t *sc = W->scales + (size_t)(n0 + f) * (size_t)ng;
-        const int v = f / 8, c = f % 8;
-        for (int64_t b = 0; b < nb; b++) {
-            for (int k = 0; k < QB; k++) wp[b * QB * NC + (k / 2) * 32 + v * 16 + c * 2 + k % 2] = row[b * QB + k];
-            ws[b * NC + f] = vlm_f16_to_f32(sc[b / bpg]);
-        }
-    }
-}
-
-static void tile_q8_scalar(const panel_job *j, const int16_t *wp, const float *ws, int64_t m0, int64_t n0)
-{
-    const int64_t nb = j->nb, N = j->W->rows;
-    for (int r = 0; r < MR && m0 + r < j->M; r++) {
-        const int16_t *x = j->x16 + (m0 + r) * nb * QB;
-        for (int f = 0; f < NC && n0 + f < N; f++) {
-            const int v = f / 8, c = f % 8;
-            float a = 0;
-            for (int64_t b = 0; b < nb; b++) {
-                int32_t S = 0;
-                for (int k = 0; k < QB; k++) S += wp[b * QB * NC + (k / 2) * 32 + v * 16 + c * 2 + k % 2] * x[b * QB + k];
-                a = __builtin_fmaf((float)S, ws[b * NC + f] * j->xd[(m0 + r) * nb + b], a);
-            }
-            j->y[(m0 + r) * N + n0 + f] = a + (j->bias ? j->bias[n0 + f] : 0.0f);
-        }
-    }
 }
 
 #ifdef VLM_HAVE_X86
@@ -159,7 +136,7 @@ TGT static void pack_scales_avx2(const uint16_t *const *sc, int64_t bpg, int64_t
         for (int c = 0; c < 8; c++) ws[b * NC + 8 * v + c] = _cvtsh_ss(sc[c][b / bpg]);
 }
 
-/* pack_block with AVX2 (the same bytes and scales). Per block and group of 8 features, the 16
+/* pack_block of q4 weights with AVX2 (the same bytes and scales). Per block and group of 8 features, the 16
  * stored bytes of each feature are 4 words; the 4 x 8 word transpose of the stored bytes comes
  * first, then the nibbles of each transposed word w are split: its low nibbles are inputs
  * 4w..4w+3 of the 8 features (kq = w), its high ones inputs 16+4w.. (kq = w + 4). The pack runs
@@ -220,94 +197,8 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
     }
 }
 
-/* R (1..MR, a constant after inlining) input rows from m0: the last tile of M rows takes only the
- * rows left, instead of products with zero rows (M = 8: 8 rows computed, not 9). */
-static TGT __attribute__((always_inline)) inline void tile_rows_avx2(const panel_job *j, const uint8_t *wp,
-                                                                     const float *ws, int64_t m0, int64_t n0,
-                                                                     const int R)
-{
-    const int64_t nb = j->nb, N = j->W->rows, xs = nb * QB;
-    const int8_t *x0 = j->xq + m0 * xs, *x1 = x0 + xs, *x2 = x1 + xs; /* x1, x2 read only when R > 1, 2 */
-    const float *d0 = j->xd + m0 * nb, *d1 = d0 + nb, *d2 = d1 + nb;
-    const int32_t *s0 = j->x8 + m0 * nb, *s1 = s0 + nb, *s2 = s1 + nb;
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 f00 = _mm256_setzero_ps(), f01 = f00, f10 = f00, f11 = f00, f20 = f00, f21 = f00;
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *w = wp + b * QB * NC;
-        __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
-        /* the empty asm keeps each sum a running total in its register: without it GCC
-         * reassociates the unrolled adds into trees of products and spills them */
-#define STEP(a, w, x)                                      \
-    do {                                                   \
-        a = _mm256_add_epi16(a, _mm256_maddubs_epi16(w, x)); \
-        __asm__("" : "+x"(a));                             \
-    } while (0)
-#pragma GCC unroll 8
-        for (int kq = 0; kq < QB / 4; kq++) {
-            const __m256i w0 = _mm256_load_si256((const __m256i *)(w + kq * 64));
-            const __m256i w1 = _mm256_load_si256((const __m256i *)(w + kq * 64 + 32));
-            int32_t t;
-            memcpy(&t, x0 + b * QB + kq * 4, 4);
-            __m256i xb = _mm256_set1_epi32(t);
-            STEP(a00, w0, xb);
-            STEP(a01, w1, xb);
-            if (R > 1) {
-                memcpy(&t, x1 + b * QB + kq * 4, 4);
-                xb = _mm256_set1_epi32(t);
-                STEP(a10, w0, xb);
-                STEP(a11, w1, xb);
-            }
-            if (R > 2) {
-                memcpy(&t, x2 + b * QB + kq * 4, 4);
-                xb = _mm256_set1_epi32(t);
-                STEP(a20, w0, xb);
-                STEP(a21, w1, xb);
-            }
-        }
-#undef STEP
-        const __m256 ws0 = _mm256_load_ps(ws + b * NC), ws1 = _mm256_load_ps(ws + b * NC + 8);
-#define SCALE(acc, x8, dx, wsv, f)                                                                                   \
-    f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(acc, ones), x8)),                    \
-                        _mm256_mul_ps(wsv, dx), f)
-        __m256i c = _mm256_set1_epi32(s0[b]);
-        __m256 d = _mm256_broadcast_ss(d0 + b);
-        SCALE(a00, c, d, ws0, f00);
-        SCALE(a01, c, d, ws1, f01);
-        if (R > 1) {
-            c = _mm256_set1_epi32(s1[b]);
-            d = _mm256_broadcast_ss(d1 + b);
-            SCALE(a10, c, d, ws0, f10);
-            SCALE(a11, c, d, ws1, f11);
-        }
-        if (R > 2) {
-            c = _mm256_set1_epi32(s2[b]);
-            d = _mm256_broadcast_ss(d2 + b);
-            SCALE(a20, c, d, ws0, f20);
-            SCALE(a21, c, d, ws1, f21);
-        }
-#undef SCALE
-    }
-    float out[MR][NC];
-    _mm256_storeu_ps(out[0], f00), _mm256_storeu_ps(out[0] + 8, f01);
-    _mm256_storeu_ps(out[1], f10), _mm256_storeu_ps(out[1] + 8, f11);
-    _mm256_storeu_ps(out[2], f20), _mm256_storeu_ps(out[2] + 8, f21);
-    for (int r = 0; r < R; r++)
-        for (int f = 0; f < NC && n0 + f < N; f++)
-            j->y[(m0 + r) * N + n0 + f] = out[r][f] + (j->bias ? j->bias[n0 + f] : 0.0f);
-}
 
-TGT static void tile_avx2(const panel_job *j, const uint8_t *wp, const float *ws, int64_t m0, int64_t n0)
-{
-    const int64_t left = j->M - m0;
-    if (left >= 3)
-        tile_rows_avx2(j, wp, ws, m0, n0, 3);
-    else if (left == 2)
-        tile_rows_avx2(j, wp, ws, m0, n0, 2);
-    else
-        tile_rows_avx2(j, wp, ws, m0, n0, 1);
-}
-
-/* pack_block_q8 with AVX2 (the same values). Per block, half block and group of 8 features, the 16
+/* pack_block of q8 weights with AVX2 (the same values). Per block, half block and group of 8 features, the 16
  * stored bytes of each feature are widened to 8 pairs of int16 (one 32-bit word per pair), and an
  * 8 x 8 transpose of those words gives, per pair of inputs, the 8 features' words. */
 TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, int16_t *wp, float *ws,
@@ -315,7 +206,7 @@ TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, 
 {
     const int64_t ng = vlm_q_groups(W), bpg = W->group / QB;
     if (n0 + NC > W->rows) {
-        pack_block_q8(W, n0, nb, wp, ws);
+        pack_block(W, n0, nb, wp, ws);
         return;
     }
     /* the next panel, prefetched into L2 over this one's pack (see pack_block_avx2) */
@@ -364,64 +255,88 @@ TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, 
     }
 }
 
-/* q8 tile of R (1..MR) input rows: per pair of inputs, vpmaddwd of the panel's 16 features' int16
- * weights with the broadcast int16 input pair, summed in int32 over the block (32 * 127 * 127
- * fits), then scaled as in the q4 tile. */
-static TGT __attribute__((always_inline)) inline void tile_q8_rows_avx2(const panel_job *j, const int16_t *wp,
-                                                                        const float *ws, int64_t m0, int64_t n0,
-                                                                        const int R)
+/* R (1..MR) input rows from m0 against a packed panel, R and the format constants after inlining
+ * (the last tile of M rows takes only the rows left: M = 8 makes 8 rows, not 9). A step is one
+ * 4-byte broadcast of each row's inputs against two vectors of the panel: q4, 4 int8 inputs x 8
+ * features per vector in vpmaddubsw, 16-bit sums (8 steps a block); q8, 2 int16 inputs x 8 features
+ * in vpmaddwd, 32-bit sums (16 steps a block). Per block the sums become S_b in int32 (q4: pairs
+ * added by vpmaddwd, minus 8 * sum x) and are scaled into fp32 accumulators. */
+static TGT __attribute__((always_inline)) inline void tile_rows_avx2(const panel_job *j, const void *panel,
+                                                                     const float *ws, int64_t m0, int64_t n0,
+                                                                     const int R, const int q8)
 {
     const int64_t nb = j->nb, N = j->W->rows, xs = nb * QB;
-    const int16_t *x0 = j->x16 + m0 * xs, *x1 = x0 + xs, *x2 = x1 + xs; /* x1, x2 read only when R > 1, 2 */
+    const int64_t in_block = q8 ? QB * 2 : QB, in_row = nb * in_block; /* input bytes per block, per row */
+    const uint8_t *x0 = q8 ? (const uint8_t *)(j->x16 + m0 * xs) : (const uint8_t *)(j->xq + m0 * xs);
+    const uint8_t *x1 = x0 + in_row, *x2 = x1 + in_row; /* read only when R > 1, 2 */
     const float *d0 = j->xd + m0 * nb, *d1 = d0 + nb, *d2 = d1 + nb;
+    const int32_t *s0 = q8 ? NULL : j->x8 + m0 * nb, *s1 = q8 ? NULL : s0 + nb, *s2 = q8 ? NULL : s1 + nb;
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256 f00 = _mm256_setzero_ps(), f01 = f00, f10 = f00, f11 = f00, f20 = f00, f21 = f00;
     for (int64_t b = 0; b < nb; b++) {
-        const int16_t *w = wp + b * QB * NC;
+        const uint8_t *w = (const uint8_t *)panel + b * QB * NC * (q8 ? 2 : 1);
+        const int64_t xo = b * in_block;
         __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
-#define STEP(a, w, x)                                        \
-    do {                                                     \
-        a = _mm256_add_epi32(a, _mm256_madd_epi16(w, x));    \
-        __asm__("" : "+x"(a));                               \
+        /* the empty asm keeps each sum a running total in its register: without it GCC
+         * reassociates the unrolled adds into trees of products and spills them */
+#define STEP(a, w, x)                                                                                         \
+    do {                                                                                                      \
+        a = q8 ? _mm256_add_epi32(a, _mm256_madd_epi16(w, x)) : _mm256_add_epi16(a, _mm256_maddubs_epi16(w, x)); \
+        __asm__("" : "+x"(a));                                                                                \
     } while (0)
+#define STEPS(k)                                                                     \
+    do {                                                                             \
+        const __m256i w0 = _mm256_load_si256((const __m256i *)(w + (k) * 64));       \
+        const __m256i w1 = _mm256_load_si256((const __m256i *)(w + (k) * 64 + 32));  \
+        int32_t t;                                                                   \
+        memcpy(&t, x0 + xo + (k) * 4, 4);                                            \
+        __m256i xb = _mm256_set1_epi32(t);                                           \
+        STEP(a00, w0, xb);                                                           \
+        STEP(a01, w1, xb);                                                           \
+        if (R > 1) {                                                                 \
+            memcpy(&t, x1 + xo + (k) * 4, 4);                                        \
+            xb = _mm256_set1_epi32(t);                                               \
+            STEP(a10, w0, xb);                                                       \
+            STEP(a11, w1, xb);                                                       \
+        }                                                                            \
+        if (R > 2) {                                                                 \
+            memcpy(&t, x2 + xo + (k) * 4, 4);                                        \
+            xb = _mm256_set1_epi32(t);                                               \
+            STEP(a20, w0, xb);                                                       \
+            STEP(a21, w1, xb);                                                       \
+        }                                                                            \
+    } while (0)
+        if (q8) {
 #pragma GCC unroll 16
-        for (int kp = 0; kp < QB / 2; kp++) {
-            const __m256i w0 = _mm256_load_si256((const __m256i *)(w + kp * 32));
-            const __m256i w1 = _mm256_load_si256((const __m256i *)(w + kp * 32 + 16));
-            int32_t t;
-            memcpy(&t, x0 + b * QB + kp * 2, 4);
-            __m256i xb = _mm256_set1_epi32(t);
-            STEP(a00, w0, xb);
-            STEP(a01, w1, xb);
-            if (R > 1) {
-                memcpy(&t, x1 + b * QB + kp * 2, 4);
-                xb = _mm256_set1_epi32(t);
-                STEP(a10, w0, xb);
-                STEP(a11, w1, xb);
-            }
-            if (R > 2) {
-                memcpy(&t, x2 + b * QB + kp * 2, 4);
-                xb = _mm256_set1_epi32(t);
-                STEP(a20, w0, xb);
-                STEP(a21, w1, xb);
-            }
+            for (int k = 0; k < QB / 2; k++) STEPS(k);
+        } else {
+#pragma GCC unroll 8
+            for (int k = 0; k < QB / 4; k++) STEPS(k);
         }
+#undef STEPS
 #undef STEP
         const __m256 ws0 = _mm256_load_ps(ws + b * NC), ws1 = _mm256_load_ps(ws + b * NC + 8);
-#define SCALE(acc, dx, wsv, f) f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(wsv, dx), f)
+        /* S_b of a row's 8 features, from its sums and (q4) its x8 */
+#define SB(acc, x8) (q8 ? (acc) : _mm256_sub_epi32(_mm256_madd_epi16(acc, ones), x8))
+#define SCALE(acc, x8, dx, wsv, f) f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(SB(acc, x8)), _mm256_mul_ps(wsv, dx), f)
+        __m256i c = q8 ? ones : _mm256_set1_epi32(s0[b]);
         __m256 d = _mm256_broadcast_ss(d0 + b);
-        SCALE(a00, d, ws0, f00);
-        SCALE(a01, d, ws1, f01);
+        SCALE(a00, c, d, ws0, f00);
+        SCALE(a01, c, d, ws1, f01);
         if (R > 1) {
+            c = q8 ? ones : _mm256_set1_epi32(s1[b]);
             d = _mm256_broadcast_ss(d1 + b);
-            SCALE(a10, d, ws0, f10);
-            SCALE(a11, d, ws1, f11);
+            SCALE(a10, c, d, ws0, f10);
+            SCALE(a11, c, d, ws1, f11);
         }
         if (R > 2) {
+            c = q8 ? ones : _mm256_set1_epi32(s2[b]);
             d = _mm256_broadcast_ss(d2 + b);
-            SCALE(a20, d, ws0, f20);
-            SCALE(a21, d, ws1, f21);
+            SCALE(a20, c, d, ws0, f20);
+            SCALE(a21, c, d, ws1, f21);
         }
 #undef SCALE
+#undef SB
     }
     float out[MR][NC];
     _mm256_storeu_ps(out[0], f00), _mm256_storeu_ps(out[0] + 8, f01);
@@ -432,15 +347,25 @@ static TGT __attribute__((always_inline)) inline void tile_q8_rows_avx2(const pa
             j->y[(m0 + r) * N + n0 + f] = out[r][f] + (j->bias ? j->bias[n0 + f] : 0.0f);
 }
 
-TGT static void tile_q8_avx2(const panel_job *j, const int16_t *wp, const float *ws, int64_t m0, int64_t n0)
+/* The tiles of panel n0 over all input rows. */
+TGT static void tiles_avx2(const panel_job *j, const void *panel, const float *ws, int64_t n0)
 {
-    const int64_t left = j->M - m0;
-    if (left >= 3)
-        tile_q8_rows_avx2(j, wp, ws, m0, n0, 3);
-    else if (left == 2)
-        tile_q8_rows_avx2(j, wp, ws, m0, n0, 2);
-    else
-        tile_q8_rows_avx2(j, wp, ws, m0, n0, 1);
+    for (int64_t m0 = 0; m0 < j->M; m0 += MR) {
+        const int64_t left = j->M - m0;
+        if (j->q8) {
+            if (left >= 3)
+                tile_rows_avx2(j, panel, ws, m0, n0, 3, 1);
+            else if (left == 2)
+                tile_rows_avx2(j, panel, ws, m0, n0, 2, 1);
+            else
+                tile_rows_avx2(j, panel, ws, m0, n0, 1, 1);
+        } else if (left >= 3)
+            tile_rows_avx2(j, panel, ws, m0, n0, 3, 0);
+        else if (left == 2)
+            tile_rows_avx2(j, panel, ws, m0, n0, 2, 0);
+        else
+            tile_rows_avx2(j, panel, ws, m0, n0, 1, 0);
+    }
 }
 #endif
 
@@ -477,29 +402,18 @@ static void panel_task(void *ctx, int64_t b, int64_t e)
     float *ws = (float *)(buf + wbytes);
     for (int64_t t = b; t < e; t++) {
         const int64_t n0 = t * NC, next = t + 1 < e ? n0 + NC : -1;
-        if (j->q8) {
-            int16_t *wp = (int16_t *)buf;
-#ifdef VLM_HAVE_X86
-            if (j->avx) {
-                pack_block_q8_avx2(j->W, n0, nb, wp, ws, next);
-                for (int64_t m0 = 0; m0 < j->M; m0 += MR) tile_q8_avx2(j, wp, ws, m0, n0);
-                continue;
-            }
-#endif
-            pack_block_q8(j->W, n0, nb, wp, ws);
-            for (int64_t m0 = 0; m0 < j->M; m0 += MR) tile_q8_scalar(j, wp, ws, m0, n0);
-            continue;
-        }
-        uint8_t *wp = buf;
 #ifdef VLM_HAVE_X86
         if (j->avx) {
-            pack_block_avx2(j->W, n0, nb, wp, ws, next);
-            for (int64_t m0 = 0; m0 < j->M; m0 += MR) tile_avx2(j, wp, ws, m0, n0);
+            if (j->q8)
+                pack_block_q8_avx2(j->W, n0, nb, (int16_t *)buf, ws, next);
+            else
+                pack_block_avx2(j->W, n0, nb, buf, ws, next);
+            tiles_avx2(j, buf, ws, n0);
             continue;
         }
 #endif
-        pack_block(j->W, n0, nb, wp, ws);
-        for (int64_t m0 = 0; m0 < j->M; m0 += MR) tile_scalar(j, wp, ws, m0, n0);
+        pack_block(j->W, n0, nb, buf, ws);
+        tiles_scalar(j, buf, ws, n0);
     }
     free(buf);
 }
