@@ -7,7 +7,8 @@
 #             tok/s + 24 / decode tok/s (tiles and image tokens of one frame from vlm ask --json), as frames/s
 #   ask       the same frames captioned one `vlm ask` at a time (ASK_FRAMES of them, default 3; process start
 #             and model load included, as a script looping over frames would pay them)
-# Environment: VLM (binary), CLIP_SECONDS, ASK_FRAMES, BENCH_REPS (vlm bench repetitions, default 1).
+# Environment: VLM (binary), CLIP_SECONDS, ASK_FRAMES, BENCH_REPS (vlm bench repetitions, default 3: the
+# median; the first repetition of a fresh process pays the page faults of the weights).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 formats=("$@")
@@ -52,7 +53,7 @@ for q in "${formats[@]}"; do
   for h in 1 2 3 4 5 6 7 8 9; do
     if [ $(( local_tokens % (14 * h) )) -eq 0 ]; then row=$(( local_tokens / (14 * h) )); tiles=$(( 1 + h * (row - 1) / 14 )); break; fi
   done
-  b=$("$vlm" bench -m "$model" "${qarg[@]}" --reps "${BENCH_REPS:-1}" --json | tail -n 1)
+  b=$("$vlm" bench -m "$model" "${qarg[@]}" --reps "${BENCH_REPS:-3}" --json | tail -n 1)
   vit=$(num "$b" vit_ms_per_tile); pimg=$(num "$b" prefill_image_tok_s); dec=$(num "$b" decode_tok_s)
   model_ms=$(awk -v t="$tiles" -v v="$vit" -v n="$img_tokens" -v p="$pimg" -v d="$dec" 'BEGIN{printf "%.0f", t*v + n/p*1000 + 24/d*1000}')
   # one vlm ask per frame
