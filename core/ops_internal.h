@@ -40,7 +40,7 @@ void vlm_gemv_bf16_range(float *y, const float *x, int64_t M, const vlm_weight *
  * 0 when W is not q8/q4 or memory ran out (y is then to be computed another way). */
 int vlm_linear_int8(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 /* Whether products with W for M >= 4 take vlm_linear_int8 under the current setting
- * (vlm_ops_set_int8_activations: auto = q4 only). */
+ * (vlm_ops_set_int8_activations: auto = on). */
 int vlm_int8_act_applies(const vlm_weight *W);
 /* vlm_linear_int8 past its argument checks (ops_int8_panel.c). */
 int vlm_linear_int8_panel(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
