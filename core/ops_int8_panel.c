@@ -93,7 +93,8 @@ static void tiles_scalar(const panel_job *j, const void *panel, const float *ws,
             for (int64_t b = 0; b < nb; b++) {
                 int32_t S = 0;
                 if (j->q8) {
-                    const int16_t *w = (const int16_t *)panel + b * QB * NC + v * 16 + c * 2, *x = j->x16 + (m * nb + b) * QB;
+                    const int16_t *w = (const int16_t *)panel + b * QB * NC + v * 16 + c * 2;
+                    const int16_t *x = j->x16 + (m * nb + b) * QB;
                     for (int k = 0; k < QB; k++) S += w[(k / 2) * 32 + k % 2] * x[k];
                 } else {
                     const uint8_t *w = (const uint8_t *)panel + b * QB * NC + v * 32 + c * 4;
@@ -136,6 +137,32 @@ TGT static void pack_scales_avx2(const uint16_t *const *sc, int64_t bpg, int64_t
         for (int c = 0; c < 8; c++) ws[b * NC + 8 * v + c] = _cvtsh_ss(sc[c][b / bpg]);
 }
 
+/* The next panel a task packs (rows [n_next, n_next + NC), none when n_next < 0), prefetched into L2 a
+ * share per pack step over `steps` steps, so that its rows arrive while this panel is packed and its tiles
+ * computed: a panel's 16 rows are one contiguous stretch, but each pack step reads only 16 or 32 bytes of
+ * 8 rows, too little of a stream for the hardware prefetcher (without this the q4 pack waited on memory,
+ * ~9 GB/s). */
+typedef struct {
+    const char *p, *end;
+    int64_t step; /* bytes per pack step, whole cache lines */
+} panel_ahead;
+
+static panel_ahead next_panel(const vlm_weight *W, int64_t n_next, int64_t steps)
+{
+    panel_ahead a = {NULL, NULL, 0};
+    if (n_next < 0) return a;
+    const int64_t rows = W->rows - n_next < NC ? W->rows - n_next : NC, bytes = rows * W->row_bytes;
+    a.p = (const char *)W->data + (size_t)n_next * (size_t)W->row_bytes;
+    a.end = a.p + bytes;
+    a.step = ((bytes + steps - 1) / steps + 63) / 64 * 64;
+    return a;
+}
+
+TGT static inline void prefetch_ahead(panel_ahead *a)
+{
+    for (int64_t o = 0; o < a->step && a->p < a->end; o += 64, a->p += 64) _mm_prefetch(a->p, _MM_HINT_T1);
+}
+
 /* pack_block of q4 weights with AVX2 (the same bytes and scales). Per block and group of 8 features, the 16
  * stored bytes of each feature are 4 words; the 4 x 8 word transpose of the stored bytes comes
  * first, then the nibbles of each transposed word w are split: its low nibbles are inputs
@@ -146,17 +173,11 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
                                 int64_t n_next)
 {
     const int64_t ng = vlm_q_groups(W), bpg = W->group / QB;
-    /* The next panel this task packs (n_next, or -1), prefetched into L2 two lines per step so
-     * that its rows arrive while this panel is packed and its tiles computed: a panel's 16 rows
-     * are one contiguous stretch, but each step reads only 16 bytes of 8 rows, too little of a
-     * stream for the hardware prefetcher (without this the pack waited on memory, ~9 GB/s). */
-    const uint8_t *ahead = n_next >= 0 ? (const uint8_t *)W->data + (size_t)n_next * (size_t)W->row_bytes : NULL;
-    const int64_t ahead_rows = n_next >= 0 ? (W->rows - n_next < NC ? W->rows - n_next : NC) : 0;
-    const uint8_t *ahead_end = ahead ? ahead + (size_t)ahead_rows * (size_t)W->row_bytes : NULL;
     if (n0 + NC > W->rows) { /* a partial last block of features: the plain version */
         pack_block(W, n0, nb, wp, ws);
         return;
     }
+    panel_ahead ahead = next_panel(W, n_next, 2 * nb); /* 128 bytes a step for a whole panel */
     const __m256i m4 = _mm256_set1_epi8(15);
     for (int v = 0; v < 2; v++) {
         const uint8_t *rows[8];
@@ -166,11 +187,7 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
             sc[c] = W->scales + (size_t)(n0 + 8 * v + c) * (size_t)ng;
         }
         for (int64_t b = 0; b < nb; b++) {
-            if (ahead && ahead < ahead_end) {
-                _mm_prefetch((const char *)ahead, _MM_HINT_T1);
-                _mm_prefetch((const char *)ahead + 64, _MM_HINT_T1);
-                ahead += 128;
-            }
+            prefetch_ahead(&ahead);
             const int64_t o16 = b * (QB / 2);
             /* aC = stored bytes of features C (low lane) and C + 4 (high lane); written out, as
              * arrays of vectors were kept in memory by GCC */
@@ -197,7 +214,6 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
     }
 }
 
-
 /* pack_block of q8 weights with AVX2 (the same values). Per block, half block and group of 8 features, the 16
  * stored bytes of each feature are widened to 8 pairs of int16 (one 32-bit word per pair), and an
  * 8 x 8 transpose of those words gives, per pair of inputs, the 8 features' words. */
@@ -209,11 +225,7 @@ TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, 
         pack_block(W, n0, nb, wp, ws);
         return;
     }
-    /* the next panel, prefetched into L2 over this one's pack (see pack_block_avx2) */
-    const uint8_t *ahead = n_next >= 0 ? (const uint8_t *)W->data + (size_t)n_next * (size_t)W->row_bytes : NULL;
-    const int64_t ahead_rows = n_next >= 0 ? (W->rows - n_next < NC ? W->rows - n_next : NC) : 0;
-    const uint8_t *ahead_end = ahead ? ahead + (size_t)ahead_rows * (size_t)W->row_bytes : NULL;
-    const int64_t ahead_step = ((ahead_rows * W->row_bytes + 2 * nb - 1) / (2 * nb) + 63) / 64 * 64;
+    panel_ahead ahead = next_panel(W, n_next, 2 * nb);
     for (int v = 0; v < 2; v++) {
         const int8_t *rows[8];
         const uint16_t *sc[8];
@@ -222,8 +234,7 @@ TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, 
             sc[c] = W->scales + (size_t)(n0 + 8 * v + c) * (size_t)ng;
         }
         for (int64_t b = 0; b < nb; b++) {
-            for (int64_t o = 0; ahead && o < ahead_step && ahead < ahead_end; o += 64, ahead += 64)
-                _mm_prefetch((const char *)ahead, _MM_HINT_T1);
+            prefetch_ahead(&ahead);
             for (int h = 0; h < 2; h++) {
 #define WIDE(c) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(rows[c] + b * QB + 16 * h)))
                 const __m256i l0 = WIDE(0), l1 = WIDE(1), l2 = WIDE(2), l3 = WIDE(3);
