@@ -4,7 +4,8 @@
  * of 32 with an fp32 scale per block (max|x| / 127), and every weight row is a sum of
  * int8 x int8 (q8) or u4 x int8 (q4) block dot products, each scaled by the weight
  * group's and the input block's scale. AVX2: vpmaddubsw + vpmaddwd (the sign trick for
- * q8; for q4 the +8 offset is removed by subtracting 8 * sum(x) per pair).
+ * q8; for q4 the +8 offset is removed by subtracting 8 * sum(x) per pair). q4 with 2 or 3
+ * rows takes vlm_q4_rows_range (ops_int8_rows.c) inside the same jobs.
  * BF16 decode uses the reference BF16 GEMV of ops_cpu.c.
  *
  * Prefill / ViT (M >= 4): a cache-blocked GEMM. Work is split over blocks of NB output
@@ -79,6 +80,8 @@ typedef struct {
     const vlm_weight *W;
     const float *bias;
     const uint8_t *pk; /* NULL, or M packed rows of q4_pack_bytes(nb) bytes for the AVX2 q4 kernel */
+    int direct;        /* q4, 2 rows or more: vlm_q4_rows_range on ri (xq, xd above are unused) */
+    vlm_q4_rows_input ri;
 } qgemv_job;
 
 static float dot_q_scalar(const vlm_weight *W, int64_t r, const int8_t *xq, const float *xd, int64_t nb)
@@ -346,6 +349,10 @@ TGT static void qgemv_range_avx2(const qgemv_job *j, int64_t b, int64_t e)
 
 static void qgemv_range(const qgemv_job *j, int64_t b, int64_t e)
 {
+    if (j->direct) {
+        vlm_q4_rows_range(&j->ri, j->W, j->y, j->bias, b, e);
+        return;
+    }
 #ifdef VLM_HAVE_X86
     if (use_avx2() && j->nb <= QSCALE_MAX_BLOCKS) { /* longer rows (K > 32768): the scalar kernel */
         qgemv_range_avx2(j, b, e);
@@ -372,6 +379,7 @@ static int q4_packed(const vlm_weight *W, int64_t nb)
 static size_t qx_bytes(const vlm_weight *W, int64_t M)
 {
     const int64_t nb = (W->cols + QB - 1) / QB;
+    if (vlm_q4_rows_applies(W, M)) return vlm_q4_rows_input_bytes(M, W->cols);
     return (size_t)M * ((size_t)nb * (QB + sizeof(float)) + (q4_packed(W, nb) ? q4_pack_bytes(nb) : 0));
 }
 
@@ -381,6 +389,11 @@ static void qx_prepare(qgemv_job *j, float *y, const float *x, int64_t M, const 
                        uint8_t *buf)
 {
     const int64_t K = W->cols, nb = (K + QB - 1) / QB;
+    if (vlm_q4_rows_applies(W, M)) {
+        *j = (qgemv_job){y, NULL, NULL, M, nb, W, bias, NULL, 1, {0}};
+        vlm_q4_rows_prepare(x, M, K, buf, &j->ri);
+        return;
+    }
     int8_t *xq = (int8_t *)buf;
     float *xd = (float *)(buf + (size_t)(M * nb * QB));
     for (int64_t m = 0; m < M; m++) vlm_int8_quant_row(x + m * K, K, nb, xq + m * nb * QB, xd + m * nb);
@@ -392,7 +405,7 @@ static void qx_prepare(qgemv_job *j, float *y, const float *x, int64_t M, const 
             q4_prep(xq + m * nb * QB, nb / 2, pk + (size_t)m * q4_pack_bytes(nb));
     }
 #endif
-    *j = (qgemv_job){y, xq, xd, M, nb, W, bias, pk};
+    *j = (qgemv_job){y, xq, xd, M, nb, W, bias, pk, 0, {0}};
 }
 
 /* ---- conversion at load ---------------------------------------------------- */
@@ -735,7 +748,7 @@ void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, c
             qgemv_job g;
             qx_prepare(&g, y, x, M, W, bias, buf);
             int64_t grain = W->rows / (16 * (int64_t)threads);
-            grain = grain < 8 ? 8 : grain > 256 ? 256 : (grain + 3) / 4 * 4;
+            grain = grain < 8 ? 8 : grain > 256 ? 256 : (grain + 7) / 8 * 8; /* whole tiles of 4 and groups of 8 */
             vlm_pool_for(pool, W->rows, grain, qgemv_task, &g);
             free(buf);
             return;
@@ -811,7 +824,7 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
         int k = i - 1;
         while (k >= 0 && jobs[k].W->quant != VLM_WQ_Q8 && jobs[k].W->quant != VLM_WQ_Q4) k--;
         if (k >= 0 && jobs[k].x == j->x && jobs[k].M == j->M && mj->q[k].nb == nb && jobs[k].W->cols == K &&
-            (mj->q[k].pk != NULL) == q4_packed(j->W, nb)) {
+            (mj->q[k].pk != NULL) == q4_packed(j->W, nb) && mj->q[k].direct == vlm_q4_rows_applies(j->W, j->M)) {
             mj->q[i] = mj->q[k];
             mj->q[i].y = j->y, mj->q[i].W = j->W, mj->q[i].bias = j->bias;
             continue;
@@ -821,7 +834,7 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
     }
     vlm_pool *pool = vlm_pool_default();
     int64_t grain = mj->first[n] / (16 * (int64_t)vlm_pool_threads(pool));
-    grain = grain < 16 ? 16 : grain > 256 ? 256 : (grain + 3) / 4 * 4;
+    grain = grain < 16 ? 16 : grain > 256 ? 256 : (grain + 7) / 8 * 8;
     vlm_pool_for(pool, mj->first[n], grain, many_task, mj);
     free(xbuf);
     free(mj);

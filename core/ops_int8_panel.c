@@ -109,10 +109,10 @@ static void tiles_scalar(const panel_job *j, const void *panel, const float *ws,
 }
 
 #ifdef VLM_HAVE_X86
-/* The fp32 scales ws[b][NC] of features [n0, n0 + 8 v + 8) for blocks [0, nb): with one scale per
+/* The fp32 scales ws[b * ld + c] of 8 features (scale rows sc[c]) for blocks [0, nb): with one scale per
  * block (group 32), 8 blocks x 8 features at a time as an 8 x 8 transpose of the fp16 scales and
  * one conversion per block; the rest one by one. */
-TGT static void pack_scales_avx2(const uint16_t *const *sc, int64_t bpg, int64_t nb, int v, float *ws)
+TGT void vlm_q_scales8_avx2(const uint16_t *const *sc, int64_t bpg, int64_t nb, float *ws, int64_t ld)
 {
     int64_t b = 0;
     if (bpg == 1)
@@ -131,36 +131,10 @@ TGT static void pack_scales_avx2(const uint16_t *const *sc, int64_t bpg, int64_t
             const __m128i o[8] = {_mm_unpacklo_epi64(u0, u4), _mm_unpackhi_epi64(u0, u4), _mm_unpacklo_epi64(u1, u5),
                                   _mm_unpackhi_epi64(u1, u5), _mm_unpacklo_epi64(u2, u6), _mm_unpackhi_epi64(u2, u6),
                                   _mm_unpacklo_epi64(u3, u7), _mm_unpackhi_epi64(u3, u7)};
-            for (int i = 0; i < 8; i++) _mm256_store_ps(ws + (b + i) * NC + 8 * v, _mm256_cvtph_ps(o[i]));
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(ws + (b + i) * ld, _mm256_cvtph_ps(o[i]));
         }
     for (; b < nb; b++)
-        for (int c = 0; c < 8; c++) ws[b * NC + 8 * v + c] = _cvtsh_ss(sc[c][b / bpg]);
-}
-
-/* The next panel a task packs (rows [n_next, n_next + NC), none when n_next < 0), prefetched into L2 a
- * share per pack step over `steps` steps, so that its rows arrive while this panel is packed and its tiles
- * computed: a panel's 16 rows are one contiguous stretch, but each pack step reads only 16 or 32 bytes of
- * 8 rows, too little of a stream for the hardware prefetcher (without this the q4 pack waited on memory,
- * ~9 GB/s). */
-typedef struct {
-    const char *p, *end;
-    int64_t step; /* bytes per pack step, whole cache lines */
-} panel_ahead;
-
-static panel_ahead next_panel(const vlm_weight *W, int64_t n_next, int64_t steps)
-{
-    panel_ahead a = {NULL, NULL, 0};
-    if (n_next < 0) return a;
-    const int64_t rows = W->rows - n_next < NC ? W->rows - n_next : NC, bytes = rows * W->row_bytes;
-    a.p = (const char *)W->data + (size_t)n_next * (size_t)W->row_bytes;
-    a.end = a.p + bytes;
-    a.step = ((bytes + steps - 1) / steps + 63) / 64 * 64;
-    return a;
-}
-
-TGT static inline void prefetch_ahead(panel_ahead *a)
-{
-    for (int64_t o = 0; o < a->step && a->p < a->end; o += 64, a->p += 64) _mm_prefetch(a->p, _MM_HINT_T1);
+        for (int c = 0; c < 8; c++) ws[b * ld + c] = _cvtsh_ss(sc[c][b / bpg]);
 }
 
 /* pack_block of q4 weights with AVX2 (the same bytes and scales). Per block and group of 8 features, the 16
@@ -177,7 +151,7 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
         pack_block(W, n0, nb, wp, ws);
         return;
     }
-    panel_ahead ahead = next_panel(W, n_next, 2 * nb); /* 128 bytes a step for a whole panel */
+    vlm_ahead ahead = vlm_rows_ahead(W, n_next, NC, 2 * nb); /* 128 bytes a step for a whole panel */
     const __m256i m4 = _mm256_set1_epi8(15);
     for (int v = 0; v < 2; v++) {
         const uint8_t *rows[8];
@@ -187,7 +161,7 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
             sc[c] = W->scales + (size_t)(n0 + 8 * v + c) * (size_t)ng;
         }
         for (int64_t b = 0; b < nb; b++) {
-            prefetch_ahead(&ahead);
+            vlm_prefetch_ahead(&ahead);
             const int64_t o16 = b * (QB / 2);
             /* aC = stored bytes of features C (low lane) and C + 4 (high lane); written out, as
              * arrays of vectors were kept in memory by GCC */
@@ -210,7 +184,7 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
             SPLIT(3, _mm256_unpackhi_epi64(t1, t3));
 #undef SPLIT
         }
-        pack_scales_avx2(sc, bpg, nb, v, ws);
+        vlm_q_scales8_avx2(sc, bpg, nb, ws + 8 * v, NC);
     }
 }
 
@@ -225,7 +199,7 @@ TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, 
         pack_block(W, n0, nb, wp, ws);
         return;
     }
-    panel_ahead ahead = next_panel(W, n_next, 2 * nb);
+    vlm_ahead ahead = vlm_rows_ahead(W, n_next, NC, 2 * nb);
     for (int v = 0; v < 2; v++) {
         const int8_t *rows[8];
         const uint16_t *sc[8];
@@ -234,7 +208,7 @@ TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, 
             sc[c] = W->scales + (size_t)(n0 + 8 * v + c) * (size_t)ng;
         }
         for (int64_t b = 0; b < nb; b++) {
-            prefetch_ahead(&ahead);
+            vlm_prefetch_ahead(&ahead);
             for (int h = 0; h < 2; h++) {
 #define WIDE(c) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(rows[c] + b * QB + 16 * h)))
                 const __m256i l0 = WIDE(0), l1 = WIDE(1), l2 = WIDE(2), l3 = WIDE(3);
@@ -262,7 +236,7 @@ TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, 
 #undef PUT
             }
         }
-        pack_scales_avx2(sc, bpg, nb, v, ws);
+        vlm_q_scales8_avx2(sc, bpg, nb, ws + 8 * v, NC);
     }
 }
 

@@ -13,7 +13,24 @@ void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, c
 /* The reference linear (ops_cpu.c), used by the fast path for BF16 GEMV. */
 void vlm_linear_ref(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 
-/* Rows [b, e) of the reference BF16 GEMV (ops_cpu.c). */
+/* Of the GEMV's products, those on q4 weights with 2..VLM_Q4_ROWS_MAX input rows (weight rows of at most
+ * VLM_Q4_ROWS_MAX_BLOCKS blocks of 32) take vlm_q4_rows_range (ops_int8_rows.c) instead. */
+#define VLM_Q4_ROWS_MAX 3
+#define VLM_Q4_ROWS_MAX_BLOCKS 512
+/* The input rows of such a product: int8 per block of 32, the block scales, and 8 * each block's sum. */
+typedef struct {
+    const int8_t *xq;  /* [M][nb * 32] */
+    const float *xd;   /* [M][nb] */
+    const int32_t *x8; /* [M][nb] */
+    int64_t M, nb;
+} vlm_q4_rows_input;
+int vlm_q4_rows_applies(const vlm_weight *W, int64_t M);
+/* Bytes of buf for vlm_q4_rows_prepare, which quantizes x[M][K] into it (on the calling thread). */
+size_t vlm_q4_rows_input_bytes(int64_t M, int64_t K);
+void vlm_q4_rows_prepare(const float *x, int64_t M, int64_t K, uint8_t *buf, vlm_q4_rows_input *in);
+/* Output features [n0, n1) of y[M][W->rows] = x . W^T (+ bias), with the int8 panel GEMM's arithmetic and bits. */
+void vlm_q4_rows_range(const vlm_q4_rows_input *in, const vlm_weight *W, float *y, const float *bias, int64_t n0,
+                       int64_t n1);
 /* Up to this many input rows (decode; a batch of up to 3 sequences), products on converted weights
  * run as GEMVs that read each weight tile once for all the rows (each row's sums as for one row);
  * more rows take the GEMMs. */
@@ -30,7 +47,7 @@ static inline int vlm_gemv_max_rows(const vlm_weight *W)
 {
     return W->quant == VLM_WQ_Q8 && vlm_ops_int8_activations() == 0 ? VLM_GEMV_MAX_ROWS_Q8 : VLM_GEMV_MAX_ROWS;
 }
-/* The pooled BF16 GEMV (y = x W^T + bias, M rows). */
+/* The pooled BF16 GEMV (y = x W^T + bias, M rows), and its rows [b, e) (ops_cpu.c). */
 void vlm_gemv_bf16(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 void vlm_gemv_bf16_range(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias, int64_t b,
                          int64_t e);
@@ -51,12 +68,41 @@ void vlm_int8_quant_row(const float *x, int64_t K, int64_t nb, int8_t *q, float 
  * (on the thread pool; AVX2 and scalar give the same bytes). */
 void vlm_int8_quant_rows(const float *x, int64_t M, int64_t K, int64_t nb, int8_t *xq, float *xd);
 
+/* Rows [n, n + rows) of W (fewer at its end; none when n < 0), to be prefetched into L2 a share per step
+ * over `steps` steps of the work before them, so that they arrive while that work runs: a kernel that
+ * reads 16 or 32 bytes of each of 8 or 16 rows per step is too little of a stream for the hardware
+ * prefetcher (without this the q4 panel pack waited on memory, ~9 GB/s). */
+typedef struct {
+    const char *p, *end;
+    int64_t step; /* bytes per step, whole cache lines */
+} vlm_ahead;
+
+static inline vlm_ahead vlm_rows_ahead(const vlm_weight *W, int64_t n, int64_t rows, int64_t steps)
+{
+    vlm_ahead a = {NULL, NULL, 0};
+    if (n < 0 || n >= W->rows) return a;
+    if (rows > W->rows - n) rows = W->rows - n;
+    const int64_t bytes = rows * W->row_bytes;
+    a.p = (const char *)W->data + (size_t)n * (size_t)W->row_bytes;
+    a.end = a.p + bytes;
+    a.step = ((bytes + steps - 1) / steps + 63) / 64 * 64;
+    return a;
+}
+
+static inline void vlm_prefetch_ahead(vlm_ahead *a)
+{
+    for (int64_t o = 0; o < a->step && a->p < a->end; o += 64, a->p += 64) __builtin_prefetch(a->p, 0, 2);
+}
+
 /* 1 when the AVX2+FMA+F16C kernels run here (and are not disabled by vlm_ops_set_simd). */
 int vlm_ops_avx2(void);
 #if defined(__x86_64__) || defined(__i386__)
 /* out[6][16] = X[6][kc] . P[kc][16] (AVX2; call only when vlm_ops_avx2()): x rows given by
  * pointer, P packed k-major 16 wide, 32-byte aligned. */
 void vlm_k6x16(const float *const *xr, const float *pk, int64_t kc, float *out);
+/* The fp32 scales ws[b * ld + c] of 8 q8/q4 weight rows (their fp16 scale rows sc[c], bpg blocks of 32
+ * per group) for blocks [0, nb) (AVX2; ops_int8_panel.c). */
+void vlm_q_scales8_avx2(const uint16_t *const *sc, int64_t bpg, int64_t nb, float *ws, int64_t ld);
 #endif
 
 /* SIMD versions used at load when available (return 0 when not: use the scalar code).

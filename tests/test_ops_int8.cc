@@ -13,7 +13,8 @@
 //    inputs; these inputs have an 8x outlier feature every 61, which coarsens their blocks' steps:
 //    1e-2 to 1.7e-2);
 //  - vlm_op_linear takes this path only for M >= 4, by default (auto) for q8 and q4 weights;
-//    vlm_ops_set_int8_activations(0) turns it off for both.
+//    vlm_ops_set_int8_activations(0) turns it off for both;
+//  - q4 products of 2 and 3 rows (core/ops_int8_rows.c, straight from the stored rows) give the same bits.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -171,6 +172,45 @@ TEST(OpsInt8, LargerGroupsAndTileEdges) {
     check(fmt, 32, 5, 1001, 896);
     if (testing::Test::HasFatalFailure()) return;
   }
+}
+
+// q4 products of 2 and 3 rows (a batched decode step's experts) read the stored rows (ops_int8_rows.c) and give
+// the int8 GEMM's bits, AVX2 and scalar, whatever the int8 setting: partial groups of 8 features (the scalar
+// tail), partial blocks and groups, many groups per pool task (prefetching the next), and any row range.
+TEST(OpsInt8, FewQ4RowsFromStoredRowsGiveTheGemmBits) {
+  struct Shape {
+    int64_t N, K;
+    int group;
+  };
+  for (const Shape sh : {Shape{37, 896, 32}, Shape{1000, 1280, 32}, Shape{67, 4304, 64}, Shape{3, 200, 96},
+                         Shape{16, 40, 32}})
+    for (int64_t M : {2, 3}) {
+      SCOPED_TRACE(testing::Message() << "M " << M << " N " << sh.N << " K " << sh.K << " group " << sh.group);
+      SimdRestore restore;
+      Case c;
+      make_case(c, VLM_WQ_Q4, sh.group, M, sh.N, sh.K, (unsigned)(M + sh.N + sh.K));
+      ASSERT_FALSE(testing::Test::HasFatalFailure());
+      EXPECT_EQ(vlm_q4_rows_applies(&c.W, M), 1);
+      const size_t n = (size_t)(M * sh.N), bytes = n * sizeof(float);
+      const std::vector<float> gemm = run_int8(c, true);
+      std::vector<float> y(n, -1.0f), ys(n, -2.0f), yo(n, -3.0f), part(n, -4.0f);
+      vlm_op_linear(y.data(), c.x.data(), M, &c.W, c.bias.data());
+      EXPECT_EQ(0, memcmp(y.data(), gemm.data(), bytes)) << "AVX2 (when present) against the GEMM";
+      vlm_ops_set_int8_activations(0);
+      vlm_op_linear(yo.data(), c.x.data(), M, &c.W, c.bias.data());
+      EXPECT_EQ(0, memcmp(yo.data(), gemm.data(), bytes)) << "with int8 activations off";
+      vlm_ops_set_simd(0);
+      vlm_op_linear(ys.data(), c.x.data(), M, &c.W, c.bias.data());
+      EXPECT_EQ(0, memcmp(ys.data(), gemm.data(), bytes)) << "scalar against the GEMM";
+      vlm_ops_set_simd(1);
+      // the range entry over uneven pieces
+      std::vector<uint8_t> buf(vlm_q4_rows_input_bytes(M, sh.K));
+      vlm_q4_rows_input in;
+      vlm_q4_rows_prepare(c.x.data(), M, sh.K, buf.data(), &in);
+      for (int64_t n0 = 0; n0 < sh.N; n0 += 13)
+        vlm_q4_rows_range(&in, &c.W, part.data(), c.bias.data(), n0, std::min<int64_t>(sh.N, n0 + 13));
+      EXPECT_EQ(0, memcmp(part.data(), gemm.data(), bytes)) << "in pieces of 13 features";
+    }
 }
 
 // vlm_op_linear uses the int8 GEMM for M >= 4 only (decode keeps its GEMV), by default; off, q8
