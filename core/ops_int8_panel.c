@@ -33,6 +33,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define VLM_HAVE_X86 1
 #include <immintrin.h>
+#include "core/ops_q4_words.h"
 #define TGT __attribute__((target("avx2,fma,f16c")))
 #endif
 
@@ -162,15 +163,8 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
         }
         for (int64_t b = 0; b < nb; b++) {
             vlm_prefetch_ahead(&ahead);
-            const int64_t o16 = b * (QB / 2);
-            /* aC = stored bytes of features C (low lane) and C + 4 (high lane); written out, as
-             * arrays of vectors were kept in memory by GCC */
-#define LOAD2(c) _mm256_loadu2_m128i((const __m128i *)(rows[(c) + 4] + o16), (const __m128i *)(rows[c] + o16))
-            const __m256i a0 = LOAD2(0), a1 = LOAD2(1), a2 = LOAD2(2), a3 = LOAD2(3);
-#undef LOAD2
-            const __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1);
-            const __m256i t2 = _mm256_unpacklo_epi32(a2, a3), t3 = _mm256_unpackhi_epi32(a2, a3);
-            /* word i of features 0..7, in feature order: its low nibbles are kq = i, its high ones kq = i + 4 */
+            VLM_Q4_BLOCK_WORDS(rows, b * (QB / 2), w0, w1, w2, w3);
+            /* word i of features 0..7: its low nibbles are kq = i, its high ones kq = i + 4 */
             uint8_t *o = wp + b * QB * NC + v * 32;
 #define SPLIT(i, wv)                                                                                \
     do {                                                                                            \
@@ -178,10 +172,10 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
         _mm256_store_si256((__m256i *)(o + (i) * 64), _mm256_and_si256(x_, m4));                    \
         _mm256_store_si256((__m256i *)(o + ((i) + 4) * 64), _mm256_and_si256(_mm256_srli_epi16(x_, 4), m4)); \
     } while (0)
-            SPLIT(0, _mm256_unpacklo_epi64(t0, t2));
-            SPLIT(1, _mm256_unpackhi_epi64(t0, t2));
-            SPLIT(2, _mm256_unpacklo_epi64(t1, t3));
-            SPLIT(3, _mm256_unpackhi_epi64(t1, t3));
+            SPLIT(0, w0);
+            SPLIT(1, w1);
+            SPLIT(2, w2);
+            SPLIT(3, w3);
 #undef SPLIT
         }
         vlm_q_scales8_avx2(sc, bpg, nb, ws + 8 * v, NC);

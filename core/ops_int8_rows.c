@@ -22,6 +22,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define VLM_HAVE_X86 1
 #include <immintrin.h>
+#include "core/ops_q4_words.h"
 #define TGT __attribute__((target("avx2,fma,f16c")))
 #endif
 
@@ -94,12 +95,8 @@ static TGT __attribute__((always_inline)) inline void group_rows_avx2(const vlm_
         if (ahead) /* this block's share, computed rather than carried in memory */
             for (const char *p = ahead->p + b * ahead->step, *e = p + ahead->step; p < e && p < ahead->end; p += 64)
                 _mm_prefetch(p, _MM_HINT_T1);
-        const int64_t o16 = b * (QB / 2), xo = b * QB;
-#define LOAD2(c) _mm256_loadu2_m128i((const __m128i *)(rows[(c) + 4] + o16), (const __m128i *)(rows[c] + o16))
-        const __m256i a0 = LOAD2(0), a1 = LOAD2(1), a2 = LOAD2(2), a3 = LOAD2(3);
-#undef LOAD2
-        const __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1);
-        const __m256i t2 = _mm256_unpacklo_epi32(a2, a3), t3 = _mm256_unpackhi_epi32(a2, a3);
+        const int64_t xo = b * QB;
+        VLM_Q4_BLOCK_WORDS(rows, b * (QB / 2), w0, w1, w2, w3);
         __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0;
         /* the empty asm keeps each sum a running total in its register (as in the panel tiles) */
 #define STEP(c, xr, w, k)                                                                        \
@@ -124,10 +121,10 @@ static TGT __attribute__((always_inline)) inline void group_rows_avx2(const vlm_
             STEP(c2, x2, hi_, 16 + 4 * (i));                                                     \
         }                                                                                        \
     } while (0)
-        WORD(0, _mm256_unpacklo_epi64(t0, t2));
-        WORD(1, _mm256_unpackhi_epi64(t0, t2));
-        WORD(2, _mm256_unpacklo_epi64(t1, t3));
-        WORD(3, _mm256_unpackhi_epi64(t1, t3));
+        WORD(0, w0);
+        WORD(1, w1);
+        WORD(2, w2);
+        WORD(3, w3);
 #undef WORD
 #undef STEP
         /* S_b = sums - 8 * sum x, scaled as the panel tiles do: fma(S_b, ws * dx, f) */
