@@ -80,7 +80,7 @@ typedef struct {
     const vlm_weight *W;
     const float *bias;
     const uint8_t *pk; /* NULL, or M packed rows of q4_pack_bytes(nb) bytes for the AVX2 q4 kernel */
-    int direct;        /* q4, 2 rows or more: vlm_q4_rows_range on ri (xq, xd above are unused) */
+    int direct;        /* vlm_q4_rows_applies (q4, 2 or 3 rows): vlm_q4_rows_range on ri; xq, xd unused */
     vlm_q4_rows_input ri;
 } qgemv_job;
 

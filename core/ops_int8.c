@@ -109,6 +109,15 @@ void vlm_int8_quant_rows(const float *x, int64_t M, int64_t K, int64_t nb, int8_
     vlm_pool_for(pool, M, per > 1 ? per : 1, xquant_task, &xj);
 }
 
+void vlm_int8_block_offsets(const int8_t *xq, int64_t n, int32_t *x8)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int32_t s = 0;
+        for (int k = 0; k < QB; k++) s += xq[i * QB + k];
+        x8[i] = 8 * s;
+    }
+}
+
 int vlm_linear_int8(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
 {
     if (W->quant != VLM_WQ_Q8 && W->quant != VLM_WQ_Q4) return 0;

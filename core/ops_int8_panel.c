@@ -152,7 +152,7 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
         pack_block(W, n0, nb, wp, ws);
         return;
     }
-    vlm_ahead ahead = vlm_rows_ahead(W, n_next, NC, 2 * nb); /* 128 bytes a step for a whole panel */
+    const vlm_ahead ahead = vlm_rows_ahead(W, n_next, NC, 2 * nb); /* 128 bytes a step for a whole panel */
     const __m256i m4 = _mm256_set1_epi8(15);
     for (int v = 0; v < 2; v++) {
         const uint8_t *rows[8];
@@ -162,7 +162,7 @@ TGT static void pack_block_avx2(const vlm_weight *W, int64_t n0, int64_t nb, uin
             sc[c] = W->scales + (size_t)(n0 + 8 * v + c) * (size_t)ng;
         }
         for (int64_t b = 0; b < nb; b++) {
-            vlm_prefetch_ahead(&ahead);
+            vlm_prefetch_share(&ahead, v * nb + b);
             VLM_Q4_BLOCK_WORDS(rows, b * (QB / 2), w0, w1, w2, w3);
             /* word i of features 0..7: its low nibbles are kq = i, its high ones kq = i + 4 */
             uint8_t *o = wp + b * QB * NC + v * 32;
@@ -193,7 +193,7 @@ TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, 
         pack_block(W, n0, nb, wp, ws);
         return;
     }
-    vlm_ahead ahead = vlm_rows_ahead(W, n_next, NC, 2 * nb);
+    const vlm_ahead ahead = vlm_rows_ahead(W, n_next, NC, 2 * nb);
     for (int v = 0; v < 2; v++) {
         const int8_t *rows[8];
         const uint16_t *sc[8];
@@ -202,7 +202,7 @@ TGT static void pack_block_q8_avx2(const vlm_weight *W, int64_t n0, int64_t nb, 
             sc[c] = W->scales + (size_t)(n0 + 8 * v + c) * (size_t)ng;
         }
         for (int64_t b = 0; b < nb; b++) {
-            vlm_prefetch_ahead(&ahead);
+            vlm_prefetch_share(&ahead, v * nb + b);
             for (int h = 0; h < 2; h++) {
 #define WIDE(c) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(rows[c] + b * QB + 16 * h)))
                 const __m256i l0 = WIDE(0), l1 = WIDE(1), l2 = WIDE(2), l3 = WIDE(3);
@@ -352,11 +352,7 @@ TGT static void tiles_avx2(const panel_job *j, const void *panel, const float *w
 static void offset_task(void *ctx, int64_t b, int64_t e)
 {
     const panel_job *j = ctx;
-    for (int64_t i = b * j->nb; i < e * j->nb; i++) {
-        int32_t s = 0;
-        for (int k = 0; k < QB; k++) s += j->xq[i * QB + k];
-        j->x8[i] = 8 * s;
-    }
+    vlm_int8_block_offsets(j->xq + b * j->nb * QB, (e - b) * j->nb, j->x8 + b * j->nb);
 }
 
 /* x16 of input rows [b, e): the int8 inputs as int16 (q8) */

@@ -47,11 +47,7 @@ void vlm_q4_rows_prepare(const float *x, int64_t M, int64_t K, uint8_t *buf, vlm
     float *xd = (float *)(buf + (size_t)(M * nb * QB));
     int32_t *x8 = (int32_t *)(xd + M * nb);
     for (int64_t m = 0; m < M; m++) vlm_int8_quant_row(x + m * K, K, nb, xq + m * nb * QB, xd + m * nb);
-    for (int64_t i = 0; i < M * nb; i++) {
-        int32_t s = 0;
-        for (int k = 0; k < QB; k++) s += xq[i * QB + k];
-        x8[i] = 8 * s;
-    }
+    vlm_int8_block_offsets(xq, M * nb, x8);
     *in = (vlm_q4_rows_input){xq, xd, x8, M, nb};
 }
 
@@ -92,9 +88,7 @@ static TGT __attribute__((always_inline)) inline void group_rows_avx2(const vlm_
     const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0;
     for (int64_t b = 0; b < nb; b++) {
-        if (ahead) /* this block's share, computed rather than carried in memory */
-            for (const char *p = ahead->p + b * ahead->step, *e = p + ahead->step; p < e && p < ahead->end; p += 64)
-                _mm_prefetch(p, _MM_HINT_T1);
+        if (ahead) vlm_prefetch_share(ahead, b);
         const int64_t xo = b * QB;
         VLM_Q4_BLOCK_WORDS(rows, b * (QB / 2), w0, w1, w2, w3);
         __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0;

@@ -67,6 +67,9 @@ void vlm_int8_quant_row(const float *x, int64_t K, int64_t nb, int8_t *q, float 
 /* M rows of x[M][K] quantized to int8 per block of 32 into xq[M][nb * 32] (zero padded) and xd[M][nb]
  * (on the thread pool; AVX2 and scalar give the same bytes). */
 void vlm_int8_quant_rows(const float *x, int64_t M, int64_t K, int64_t nb, int8_t *xq, float *xd);
+/* x8[i] = 8 * (sum of block i's 32 int8 inputs) for blocks [0, n) of xq: the +8 offset of stored q4 nibbles to
+ * remove from their products. */
+void vlm_int8_block_offsets(const int8_t *xq, int64_t n, int32_t *x8);
 
 /* Rows [n, n + rows) of W (fewer at its end; none when n < 0), to be prefetched into L2 a share per step
  * over `steps` steps of the work before them, so that they arrive while that work runs: a kernel that
@@ -89,9 +92,11 @@ static inline vlm_ahead vlm_rows_ahead(const vlm_weight *W, int64_t n, int64_t r
     return a;
 }
 
-static inline void vlm_prefetch_ahead(vlm_ahead *a)
+/* Share i (step i of the `steps`) of those rows: computed from i, so nothing is carried between steps. */
+static inline void vlm_prefetch_share(const vlm_ahead *a, int64_t i)
 {
-    for (int64_t o = 0; o < a->step && a->p < a->end; o += 64, a->p += 64) __builtin_prefetch(a->p, 0, 2);
+    if (!a->p) return; /* no rows */
+    for (const char *p = a->p + i * a->step, *e = p + a->step; p < e && p < a->end; p += 64) __builtin_prefetch(p, 0, 2);
 }
 
 /* 1 when the AVX2+FMA+F16C kernels run here (and are not disabled by vlm_ops_set_simd). */
