@@ -150,8 +150,7 @@ TGT static void group_avx2(const vlm_q4_rows_input *in, const vlm_weight *W, flo
         rows[c] = (const uint8_t *)W->data + (size_t)(n + c) * (size_t)W->row_bytes;
         sc[c] = W->scales + (size_t)(n + c) * (size_t)ng;
     }
-    if (n_next >= 0) /* the next group's scales: a few lines */
-        for (int64_t o = 0; o < G * ng * 2; o += 64) _mm_prefetch((const char *)(W->scales + n_next * ng) + o, _MM_HINT_T1);
+    vlm_prefetch_scales(W, n_next, G);
     vlm_q_scales8_avx2(sc, W->group / QB, nb, ws, G);
     const vlm_ahead ahead = vlm_rows_ahead(W, n_next, G, nb);
     const vlm_ahead *a = n_next >= 0 ? &ahead : NULL;

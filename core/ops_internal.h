@@ -99,6 +99,17 @@ static inline void vlm_prefetch_share(const vlm_ahead *a, int64_t i)
     for (const char *p = a->p + i * a->step, *e = p + a->step; p < e && p < a->end; p += 64) __builtin_prefetch(p, 0, 2);
 }
 
+/* The fp16 scales of rows [n, n + rows) of W (fewer at its end; none when n < 0) into L2: a few lines,
+ * fetched at once before the work that precedes their use. */
+static inline void vlm_prefetch_scales(const vlm_weight *W, int64_t n, int64_t rows)
+{
+    if (n < 0 || n >= W->rows) return;
+    if (rows > W->rows - n) rows = W->rows - n;
+    const int64_t ng = vlm_q_groups(W);
+    const char *p = (const char *)(W->scales + (size_t)n * (size_t)ng);
+    for (int64_t o = 0; o < rows * ng * 2; o += 64) __builtin_prefetch(p + o, 0, 2);
+}
+
 /* 1 when the AVX2+FMA+F16C kernels run here (and are not disabled by vlm_ops_set_simd). */
 int vlm_ops_avx2(void);
 #if defined(__x86_64__) || defined(__i386__)
