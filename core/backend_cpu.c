@@ -4,6 +4,7 @@
 #include "core/backend.h"
 
 #include "core/error.h"
+#include "core/threadpool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -154,15 +155,37 @@ static int cpu_gather_rows(const vlm_backend *be, float *dst, const float *src, 
     return VLM_OK;
 }
 
+typedef struct {
+    float *y;
+    const float *src, *w;
+    const int32_t *rows;
+    int64_t D, n;
+    int div;
+} scatter_job;
+
+/* Columns [h0, h1) of every source row, rows in order: a destination row that several sources
+ * add to (a token's experts) gets its sums in the same order however the columns are split. */
+static void scatter_columns(void *ctx, int64_t h0, int64_t h1)
+{
+    const scatter_job *j = ctx;
+    for (int64_t i = 0; i < j->n; i++) {
+        float *yt = j->y + (int64_t)(j->rows[i] / j->div) * j->D;
+        const float wt = j->w[j->rows[i]], *si = j->src + i * j->D;
+        for (int64_t h = h0; h < h1; h++) yt[h] += wt * si[h];
+    }
+}
+
 static int cpu_scatter_add_rows(const vlm_backend *be, float *y, const float *src, int64_t D, const int32_t *rows,
                                 const float *w, int64_t n, int div)
 {
     (void)be;
-    for (int64_t i = 0; i < n; i++) {
-        float *yt = y + (int64_t)(rows[i] / div) * D;
-        const float wt = w[rows[i]], *si = src + i * D;
-        for (int64_t h = 0; h < D; h++) yt[h] += wt * si[h];
-    }
+    scatter_job j = {y, src, w, rows, D, n, div};
+    /* a prefill's routed rows (thousands x hidden size) in slices of columns; a decode step's few here */
+    const int64_t slice = 256, work = n * D;
+    if (work <= 32768 || D <= slice)
+        scatter_columns(&j, 0, D);
+    else
+        vlm_pool_for(vlm_pool_default(), D, slice, scatter_columns, &j);
     return VLM_OK;
 }
 

@@ -44,8 +44,9 @@ static TGT_INLINE __m256 exp256(__m256 x)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-TGT static void gelu_tanh_avx2(float *x, int64_t n)
+TGT static void gelu_tanh_avx2(float *x, const float *unused, int64_t n)
 {
+    (void)unused;
     /* 0.5 x (1 + tanh(u)) = x / (1 + e^(-2u)),  u = sqrt(2/pi) (x + 0.044715 x^3) */
     const __m256 k2 = _mm256_set1_ps(-2.0f * 0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
     const __m256 one = _mm256_set1_ps(1.0f);
@@ -366,7 +367,7 @@ void vlm_op_gelu_tanh_fast(float *x, int64_t n)
 {
 #if defined(__x86_64__) || defined(__i386__)
     if (vlm_ops_avx2()) {
-        gelu_tanh_avx2(x, n);
+        vlm_elementwise(gelu_tanh_avx2, x, NULL, n);
         return;
     }
 #endif

@@ -110,6 +110,11 @@ static inline void vlm_prefetch_scales(const vlm_weight *W, int64_t n, int64_t r
     for (int64_t o = 0; o < rows * ng * 2; o += 64) __builtin_prefetch(p + o, 0, 2);
 }
 
+/* fn(y, x, n) over [0, n) of y (and x, when not NULL) in pieces: on the calling thread for a short
+ * array, in chunks on the default pool for a long one. For elementwise ops only. */
+typedef void (*vlm_elementwise_fn)(float *y, const float *x, int64_t n);
+void vlm_elementwise(vlm_elementwise_fn fn, float *y, const float *x, int64_t n);
+
 /* 1 when the AVX2+FMA+F16C kernels run here (and are not disabled by vlm_ops_set_simd). */
 int vlm_ops_avx2(void);
 #if defined(__x86_64__) || defined(__i386__)

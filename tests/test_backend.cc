@@ -7,6 +7,8 @@
 
 #include "buffer_util.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -163,6 +165,62 @@ TEST(BackendCpu, AttentionPicksTheKernelTheFlagAsksFor)
     ASSERT_EQ(be->attention(be, &p, q.data(), k.data(), v.data(), got_fast.data(), 1), VLM_OK);
     EXPECT_TRUE(SameBits(ref, got_ref));
     EXPECT_TRUE(SameBits(fast, got_fast));
+}
+
+// Long arrays go to the thread pool in chunks: the same bits as the op run on short pieces (one
+// thread), for lengths that are not multiples of the chunk or the vector width.
+TEST(BackendCpu, LongElementwiseOpsOnThePoolEqualShortPieces)
+{
+    const int64_t n = 100003, piece = 997;
+    const std::vector<float> g0 = Rand((size_t)n, 50, -6, 6), up = Rand((size_t)n, 51);
+    auto pieces = [&](std::vector<float> v, void (*op)(float *, const float *, int64_t), bool with_up, int64_t len) {
+        for (int64_t i = 0; i < n; i += len) op(v.data() + i, with_up ? up.data() + i : nullptr, std::min(len, n - i));
+        return v;
+    };
+    std::vector<float> g = g0;
+    vlm_op_silu_mul(g.data(), up.data(), n);
+    EXPECT_TRUE(SameBits(g, pieces(g0, [](float *y, const float *x, int64_t m) { vlm_op_silu_mul(y, x, m); }, true, piece)));
+    g = g0;
+    vlm_op_add(g.data(), up.data(), n);
+    EXPECT_TRUE(SameBits(g, pieces(g0, [](float *y, const float *x, int64_t m) { vlm_op_add(y, x, m); }, true, piece)));
+    g = g0;
+    vlm_op_gelu_tanh(g.data(), n);
+    EXPECT_TRUE(SameBits(g, pieces(g0, [](float *y, const float *, int64_t m) { vlm_op_gelu_tanh(y, m); }, false, piece)));
+    g = g0;
+    vlm_op_gelu_tanh_fast(g.data(), n);
+    // (its last values short of 8 take the scalar formula: pieces of a multiple of 8 keep the vector groups)
+    EXPECT_TRUE(SameBits(g, pieces(g0, [](float *y, const float *, int64_t m) { vlm_op_gelu_tanh_fast(y, m); }, false, 1000)));
+    g = g0;
+    vlm_op_gelu_erf(g.data(), n);
+    EXPECT_TRUE(SameBits(g, pieces(g0, [](float *y, const float *, int64_t m) { vlm_op_gelu_erf(y, m); }, false, piece)));
+    // and each value is the formula's: silu(g) * up
+    g = g0;
+    vlm_op_silu_mul(g.data(), up.data(), n);
+    for (int64_t i = 0; i < n; i += 4999) {
+        const float s = g0[(size_t)i] / (1.0f + std::exp(-g0[(size_t)i]));
+        EXPECT_NEAR(g[(size_t)i], s * up[(size_t)i], 1e-6f * (1 + std::fabs(s))) << i;
+    }
+}
+
+// A prefill's weighted scatter-add (thousands of routed rows) runs over slices of columns on the
+// pool: the same sums, in the same order per destination, as one thread's loop.
+TEST(BackendCpu, LongScatterAddEqualsTheSerialSums)
+{
+    const vlm_backend *be = vlm_backend_cpu();
+    for (const int D : {1000, 1280, 1283}) {
+        const int K = 3, T = 40, n = T * K;
+        std::vector<int32_t> rows((size_t)n);
+        for (int i = 0; i < n; i++) rows[(size_t)i] = (int32_t)((i * 37 + 5) % n); // every entry once, scrambled
+        const std::vector<float> src = Rand((size_t)(n * D), 60 + D), w = Rand((size_t)n, 61);
+        std::vector<float> y = Rand((size_t)(T * D), 62), want = y;
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < D; h++) {
+                const float prod = w[(size_t)rows[(size_t)i]] * src[(size_t)(i * D + h)];
+                want[(size_t)(rows[(size_t)i] / K * D + h)] = want[(size_t)(rows[(size_t)i] / K * D + h)] + prod;
+            }
+        ASSERT_EQ(be->scatter_add_rows(be, y.data(), src.data(), D, rows.data(), w.data(), n, K), VLM_OK);
+        EXPECT_TRUE(SameBits(want, y)) << D;
+    }
 }
 
 TEST(BackendCpu, RowOpsAndBuffers)
