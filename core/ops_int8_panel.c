@@ -314,6 +314,16 @@ static TGT __attribute__((always_inline)) inline void tile_rows_avx2(const panel
 #undef SCALE
 #undef SB
     }
+    if (n0 + NC <= N) { /* a whole panel: sums + bias (+ 0.0 without one, as below) stored as vectors */
+        const __m256 b0 = j->bias ? _mm256_loadu_ps(j->bias + n0) : _mm256_setzero_ps();
+        const __m256 b1 = j->bias ? _mm256_loadu_ps(j->bias + n0 + 8) : _mm256_setzero_ps();
+        float *y = j->y + m0 * N + n0;
+        _mm256_storeu_ps(y, _mm256_add_ps(f00, b0)), _mm256_storeu_ps(y + 8, _mm256_add_ps(f01, b1));
+        if (R > 1) _mm256_storeu_ps(y + N, _mm256_add_ps(f10, b0)), _mm256_storeu_ps(y + N + 8, _mm256_add_ps(f11, b1));
+        if (R > 2)
+            _mm256_storeu_ps(y + 2 * N, _mm256_add_ps(f20, b0)), _mm256_storeu_ps(y + 2 * N + 8, _mm256_add_ps(f21, b1));
+        return;
+    }
     float out[MR][NC];
     _mm256_storeu_ps(out[0], f00), _mm256_storeu_ps(out[0] + 8, f01);
     _mm256_storeu_ps(out[1], f10), _mm256_storeu_ps(out[1] + 8, f11);
