@@ -180,9 +180,10 @@ static int cpu_scatter_add_rows(const vlm_backend *be, float *y, const float *sr
 {
     (void)be;
     scatter_job j = {y, src, w, rows, D, n, div};
-    /* a prefill's routed rows (thousands x hidden size) in slices of columns; a decode step's few here */
+    /* a prefill's routed rows (thousands x hidden size) in slices of columns; a decode step's few
+     * (tens of rows) here, where the pool's hand-off cost more than it saved */
     const int64_t slice = 256, work = n * D;
-    if (work <= 32768 || D <= slice)
+    if (work <= 262144 || D <= slice)
         scatter_columns(&j, 0, D);
     else
         vlm_pool_for(vlm_pool_default(), D, slice, scatter_columns, &j);

@@ -208,7 +208,7 @@ TEST(BackendCpu, LongScatterAddEqualsTheSerialSums)
 {
     const vlm_backend *be = vlm_backend_cpu();
     for (const int D : {1000, 1280, 1283}) {
-        const int K = 3, T = 40, n = T * K;
+        const int K = 3, T = 100, n = T * K; // 300 x D values: over the single-thread bound
         std::vector<int32_t> rows((size_t)n);
         for (int i = 0; i < n; i++) rows[(size_t)i] = (int32_t)((i * 37 + 5) % n); // every entry once, scrambled
         const std::vector<float> src = Rand((size_t)(n * D), 60 + D), w = Rand((size_t)n, 61);
