@@ -111,7 +111,8 @@ static inline void vlm_prefetch_scales(const vlm_weight *W, int64_t n, int64_t r
 }
 
 /* fn(y, x, n) over [0, n) of y (and x, when not NULL) in pieces: on the calling thread for a short
- * array, in chunks on the default pool for a long one. For elementwise ops only. */
+ * array, in chunks on the default pool for a long one. For elementwise ops only; like every pool
+ * user, not from inside a pool task (the pool runs one job at a time). */
 typedef void (*vlm_elementwise_fn)(float *y, const float *x, int64_t n);
 void vlm_elementwise(vlm_elementwise_fn fn, float *y, const float *x, int64_t n);
 
