@@ -364,14 +364,14 @@ static void qgemv_range(const qgemv_job *j, int64_t b, int64_t e)
 
 static void qgemv_task(void *ctx, int64_t b, int64_t e) { qgemv_range(ctx, b, e); }
 
-/* Rows per pool chunk for the GEMVs: about 4 chunks a thread, whole tiles of 4 rows and groups of
- * 8, at most 4,096 rows. The prefetch runs ahead within a chunk only, so a chunk's first tiles wait
- * on memory: with 16 chunks a thread (40 rows of a 1280-row matrix), cold 1280 x 1280 products of
- * 1 to 3 rows took 15-25 % longer. */
-static int64_t gemv_grain(int64_t rows, int threads)
+/* Rows per pool chunk: about per_thread chunks a thread, within [lo, hi], whole groups of 8 (tiles
+ * of 4, the few-rows kernel's groups of 8). The GEMVs take about 4 (8..4,096 rows): the prefetch runs
+ * ahead within a chunk only, so a chunk's first tiles wait on memory, and with 16 chunks a thread
+ * (40 rows of a 1280-row matrix) cold 1280 x 1280 products of 1 to 3 rows took 15-25 % longer. */
+static int64_t chunk_rows(int64_t rows, int threads, int per_thread, int64_t lo, int64_t hi)
 {
-    const int64_t g = rows / (4 * (int64_t)threads);
-    return g < 8 ? 8 : g > 4096 ? 4096 : (g + 7) / 8 * 8;
+    const int64_t g = rows / (per_thread * (int64_t)threads);
+    return g < lo ? lo : g > hi ? hi : (g + 7) / 8 * 8;
 }
 
 /* Whether products with W take the AVX2 q4 kernel, which wants the rearranged input. */
@@ -757,7 +757,7 @@ void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, c
         if (buf) {
             qgemv_job g;
             qx_prepare(&g, y, x, M, W, bias, buf);
-            vlm_pool_for(pool, W->rows, gemv_grain(W->rows, threads), qgemv_task, &g);
+            vlm_pool_for(pool, W->rows, chunk_rows(W->rows, threads, 4, 8, 4096), qgemv_task, &g);
             free(buf);
             return;
         }
@@ -847,9 +847,8 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
     /* one input row everywhere (single-stream decode): the GEMVs' long chunks; with the few-row
      * products of a batch, whose rows cost unequal work (a 3-row expert 3x a 1-row one), about 16
      * chunks a thread balance the threads better (longer ones: the 8-stream expert mix 9 % slower) */
-    int64_t grain = mj->first[n] / (16 * (int64_t)threads);
-    grain = grain < 16 ? 16 : grain > 256 ? 256 : (grain + 7) / 8 * 8;
-    if (one_row) grain = gemv_grain(mj->first[n], threads);
+    const int64_t grain = one_row ? chunk_rows(mj->first[n], threads, 4, 8, 4096)
+                                  : chunk_rows(mj->first[n], threads, 16, 16, 256);
     vlm_pool_for(pool, mj->first[n], grain, many_task, mj);
     free(xbuf);
     free(mj);

@@ -77,7 +77,7 @@ static void feature_scalar(const vlm_q4_rows_input *in, const vlm_weight *W, flo
  * word i of the 8 features in one vector (features 0-3 in the low lane, 4-7 in the high one), whose low
  * nibbles are inputs 4i..4i+3 and high nibbles inputs 16+4i.. against 4 broadcast input bytes. The 16-bit
  * pair sums of a block fit (16 * 15 * 127 = 30480); vpmaddwd then makes the 8 features' sums. A share of
- * the next group's rows (ahead, if any) is prefetched per block. */
+ * the next group's rows (ahead: none past the last group) is prefetched per block. */
 static TGT __attribute__((always_inline)) inline void group_rows_avx2(const vlm_q4_rows_input *in,
                                                                       const uint8_t *const *rows, const float *ws,
                                                                       const int R, const vlm_ahead *ahead, float *y,
@@ -88,7 +88,7 @@ static TGT __attribute__((always_inline)) inline void group_rows_avx2(const vlm_
     const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0;
     for (int64_t b = 0; b < nb; b++) {
-        if (ahead) vlm_prefetch_share(ahead, b);
+        vlm_prefetch_share(ahead, b);
         const int64_t xo = b * QB;
         VLM_Q4_BLOCK_WORDS(rows, b * (QB / 2), w0, w1, w2, w3);
         __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0;
@@ -132,10 +132,11 @@ static TGT __attribute__((always_inline)) inline void group_rows_avx2(const vlm_
         if (R > 2) SCALE(c2, 2, f2);
 #undef SCALE
     }
-    float out[VLM_Q4_ROWS_MAX][G];
-    _mm256_storeu_ps(out[0], f0), _mm256_storeu_ps(out[1], f1), _mm256_storeu_ps(out[2], f2);
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < G; c++) y[r * N + n + c] = out[r][c] + (bias ? bias[n + c] : 0.0f);
+    /* sums + bias (+ 0.0 without one, as the scalar features), a vector per row */
+    const __m256 bv = bias ? _mm256_loadu_ps(bias + n) : _mm256_setzero_ps();
+    _mm256_storeu_ps(y + n, _mm256_add_ps(f0, bv));
+    if (R > 1) _mm256_storeu_ps(y + N + n, _mm256_add_ps(f1, bv));
+    if (R > 2) _mm256_storeu_ps(y + 2 * N + n, _mm256_add_ps(f2, bv));
 }
 
 /* Features [n, n + 8) for the input rows: their scales, then the products, prefetching the rows of the next
@@ -152,14 +153,13 @@ TGT static void group_avx2(const vlm_q4_rows_input *in, const vlm_weight *W, flo
     }
     vlm_prefetch_scales(W, n_next, G);
     vlm_q_scales8_avx2(sc, W->group / QB, nb, ws, G);
-    const vlm_ahead ahead = vlm_rows_ahead(W, n_next, G, nb);
-    const vlm_ahead *a = n_next >= 0 ? &ahead : NULL;
+    const vlm_ahead ahead = vlm_rows_ahead(W, n_next, G, nb); /* empty when n_next < 0 */
     if (in->M >= 3)
-        group_rows_avx2(in, rows, ws, 3, a, y, N, bias, n);
+        group_rows_avx2(in, rows, ws, 3, &ahead, y, N, bias, n);
     else if (in->M == 2)
-        group_rows_avx2(in, rows, ws, 2, a, y, N, bias, n);
+        group_rows_avx2(in, rows, ws, 2, &ahead, y, N, bias, n);
     else
-        group_rows_avx2(in, rows, ws, 1, a, y, N, bias, n);
+        group_rows_avx2(in, rows, ws, 1, &ahead, y, N, bias, n);
 }
 #endif
 
