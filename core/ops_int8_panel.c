@@ -113,30 +113,50 @@ static void tiles_scalar(const panel_job *j, const void *panel, const float *ws,
 #ifdef VLM_HAVE_X86
 /* The fp32 scales ws[b * ld + c] of 8 features (scale rows sc[c]) for blocks [0, nb): with one scale per
  * block (group 32), 8 blocks x 8 features at a time as an 8 x 8 transpose of the fp16 scales and
- * one conversion per block; the rest one by one. */
+ * one conversion per block, the last 1-7 blocks through a zero-padded copy of each row's rest (no
+ * read past a row: the last row's end may be the array's); other groups one by one. The rows are
+ * named, not an array, so that GCC keeps them in registers. */
 TGT void vlm_q_scales8_avx2(const uint16_t *const *sc, int64_t bpg, int64_t nb, float *ws, int64_t ld)
 {
-    int64_t b = 0;
-    if (bpg == 1)
-        for (; b + 8 <= nb; b += 8) {
-            __m128i r[8];
-            for (int c = 0; c < 8; c++) r[c] = _mm_loadu_si128((const __m128i *)(sc[c] + b));
-            /* 8 x 8 transpose of 16-bit values: out[i] = scale of block b + i for features 0..7 */
-            const __m128i t0 = _mm_unpacklo_epi16(r[0], r[1]), t1 = _mm_unpackhi_epi16(r[0], r[1]);
-            const __m128i t2 = _mm_unpacklo_epi16(r[2], r[3]), t3 = _mm_unpackhi_epi16(r[2], r[3]);
-            const __m128i t4 = _mm_unpacklo_epi16(r[4], r[5]), t5 = _mm_unpackhi_epi16(r[4], r[5]);
-            const __m128i t6 = _mm_unpacklo_epi16(r[6], r[7]), t7 = _mm_unpackhi_epi16(r[6], r[7]);
-            const __m128i u0 = _mm_unpacklo_epi32(t0, t2), u1 = _mm_unpackhi_epi32(t0, t2);
-            const __m128i u2 = _mm_unpacklo_epi32(t1, t3), u3 = _mm_unpackhi_epi32(t1, t3);
-            const __m128i u4 = _mm_unpacklo_epi32(t4, t6), u5 = _mm_unpackhi_epi32(t4, t6);
-            const __m128i u6 = _mm_unpacklo_epi32(t5, t7), u7 = _mm_unpackhi_epi32(t5, t7);
-            const __m128i o[8] = {_mm_unpacklo_epi64(u0, u4), _mm_unpackhi_epi64(u0, u4), _mm_unpacklo_epi64(u1, u5),
-                                  _mm_unpackhi_epi64(u1, u5), _mm_unpacklo_epi64(u2, u6), _mm_unpackhi_epi64(u2, u6),
-                                  _mm_unpacklo_epi64(u3, u7), _mm_unpackhi_epi64(u3, u7)};
-            for (int i = 0; i < 8; i++) _mm256_storeu_ps(ws + (b + i) * ld, _mm256_cvtph_ps(o[i]));
+    if (bpg != 1) {
+        for (int64_t b = 0; b < nb; b++)
+            for (int c = 0; c < 8; c++) ws[b * ld + c] = _cvtsh_ss(sc[c][b / bpg]);
+        return;
+    }
+    for (int64_t b = 0; b < nb; b += 8) {
+        __m128i r0, r1, r2, r3, r4, r5, r6, r7;
+        const int64_t left = nb - b;
+        if (left >= 8) {
+#define ROW(c) _mm_loadu_si128((const __m128i *)(sc[c] + b))
+            r0 = ROW(0), r1 = ROW(1), r2 = ROW(2), r3 = ROW(3), r4 = ROW(4), r5 = ROW(5), r6 = ROW(6), r7 = ROW(7);
+#undef ROW
+        } else {
+            uint16_t t[8][8] = {{0}};
+            for (int c = 0; c < 8; c++) memcpy(t[c], sc[c] + b, (size_t)left * sizeof(uint16_t));
+#define ROW(c) _mm_loadu_si128((const __m128i *)t[c])
+            r0 = ROW(0), r1 = ROW(1), r2 = ROW(2), r3 = ROW(3), r4 = ROW(4), r5 = ROW(5), r6 = ROW(6), r7 = ROW(7);
+#undef ROW
         }
-    for (; b < nb; b++)
-        for (int c = 0; c < 8; c++) ws[b * ld + c] = _cvtsh_ss(sc[c][b / bpg]);
+        /* 8 x 8 transpose of 16-bit values: o_i = scale of block b + i for features 0..7 */
+        const __m128i t0 = _mm_unpacklo_epi16(r0, r1), t1 = _mm_unpackhi_epi16(r0, r1);
+        const __m128i t2 = _mm_unpacklo_epi16(r2, r3), t3 = _mm_unpackhi_epi16(r2, r3);
+        const __m128i t4 = _mm_unpacklo_epi16(r4, r5), t5 = _mm_unpackhi_epi16(r4, r5);
+        const __m128i t6 = _mm_unpacklo_epi16(r6, r7), t7 = _mm_unpackhi_epi16(r6, r7);
+        const __m128i u0 = _mm_unpacklo_epi32(t0, t2), u1 = _mm_unpackhi_epi32(t0, t2);
+        const __m128i u2 = _mm_unpacklo_epi32(t1, t3), u3 = _mm_unpackhi_epi32(t1, t3);
+        const __m128i u4 = _mm_unpacklo_epi32(t4, t6), u5 = _mm_unpackhi_epi32(t4, t6);
+        const __m128i u6 = _mm_unpacklo_epi32(t5, t7), u7 = _mm_unpackhi_epi32(t5, t7);
+#define PUT(i, o) if ((i) < left) _mm256_storeu_ps(ws + (b + (i)) * ld, _mm256_cvtph_ps(o))
+        PUT(0, _mm_unpacklo_epi64(u0, u4));
+        PUT(1, _mm_unpackhi_epi64(u0, u4));
+        PUT(2, _mm_unpacklo_epi64(u1, u5));
+        PUT(3, _mm_unpackhi_epi64(u1, u5));
+        PUT(4, _mm_unpacklo_epi64(u2, u6));
+        PUT(5, _mm_unpackhi_epi64(u2, u6));
+        PUT(6, _mm_unpacklo_epi64(u3, u7));
+        PUT(7, _mm_unpackhi_epi64(u3, u7));
+#undef PUT
+    }
 }
 
 /* pack_block of q4 weights with AVX2 (the same bytes and scales). Per block and group of 8 features, the 16

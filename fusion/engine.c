@@ -277,16 +277,19 @@ static void forward_step(vlm_engine *e)
         if (j->phase == JOB_DECODE) p[n++] = (planned){j, 1, 1}, rows++;
     /* while streams decode, a step's prompt tokens are held to about PREFILL_SHARE times the time of
      * a decode step, so that their next tokens come at most about 1 + PREFILL_SHARE times as late
-     * (at least 16 tokens a step, so a prompt still goes in; alone, or with opt.throughput, prefill_chunk) */
+     * (at least 16 tokens a step, so a prompt still goes in; alone, or with opt.throughput, prefill_chunk),
+     * each prompt in equal chunks (vlm_prompt_chunk) */
     const double dms = rows ? decode_step_ms(e, rows) : 0;
+    int capped = 0;
     if (!e->opt.throughput && dms > 0 && e->ms_per_prefill_token > 0) {
         const int64_t fit = (int64_t)(PREFILL_SHARE * dms / e->ms_per_prefill_token);
-        if (fit < budget) budget = fit > 16 ? fit : 16;
+        if (fit < budget) budget = fit > 16 ? fit : 16, capped = 1;
     }
-    const int64_t decode_rows = rows;
+    const int64_t decode_rows = rows, cap = budget;
     for (vlm_job *j = e->running; j && budget > 0; j = j->next) {
         if (j->phase != JOB_PREFILL) continue;
-        const int64_t left = j->req.n_ids - vlm_kv_cache_len(j->cache), take = left < budget ? left : budget;
+        const int64_t left = j->req.n_ids - vlm_kv_cache_len(j->cache);
+        const int64_t take = capped ? vlm_prompt_chunk(left, cap, budget) : left < budget ? left : budget;
         p[n++] = (planned){j, take, take == left};
         rows += take;
         budget -= take;

@@ -23,6 +23,13 @@ double vlm_now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+int64_t vlm_prompt_chunk(int64_t left, int64_t cap, int64_t room)
+{
+    if (left <= 0 || cap <= 0 || room <= 0) return 0;
+    const int64_t steps = (left + cap - 1) / cap, even = (left + steps - 1) / steps;
+    return even < room ? even : room;
+}
+
 /* A picture of a request: a still image, or one frame of a video with its time. */
 typedef struct {
     vlm_image img;

@@ -74,4 +74,9 @@ void vlm_job_finish(struct vlm_job *j, vlm_finish_reason r, int error_code, cons
 
 double vlm_now_ms(void);
 
+/* The tokens a step takes of a prompt with `left` to go when steps carry at most `cap` prompt tokens
+ * (beside decoding streams) and this one has `room` left: the fewest steps, in equal chunks (128 under a
+ * cap of 42 as 4 x 32, not 3 x 42 + 2: as many steps, each one shorter). */
+int64_t vlm_prompt_chunk(int64_t left, int64_t cap, int64_t room);
+
 #endif

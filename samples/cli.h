@@ -25,7 +25,8 @@ int cli_float(const char *cmd, const char *opt, const char *s, double lo, double
 /* Monotonic clock in milliseconds. */
 double cli_now_ms(void);
 /* vlm bench --concurrency (samples/cmd_bench_serve.c) */
-int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv, int threads, const char *list, int json);
+int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv, int threads, const char *list, int reps,
+                              int json);
 /* --int8-act auto|on|off: sets vlm_ops_set_int8_activations; prints an error and returns -1 if invalid. */
 int cli_int8_act(const char *cmd, const char *s);
 /* The current setting as the option spells it. */

@@ -380,7 +380,8 @@ static void usage(FILE *f)
           "  --reps N          repetitions per figure (default 3)\n"
           "  --concurrency L   the request engine instead: for each N in L (e.g. 1,4,8,16,32), N requests\n"
           "                    of 128 prompt tokens and 64 new ones at once (aggregate decode tok/s,\n"
-          "                    inter-token latency p50/p99), then N - 1 decoding while one arrives (its TTFT)\n"
+          "                    inter-token latency p50/p99), then N - 1 decoding while one arrives (its TTFT\n"
+          "                    and the others' p99 gap meanwhile: medians of --reps arrivals)\n"
           "  --threads N       CPU threads (default: all cores)\n"
           "  --int8-act A      int8 activations in prefill / ViT products on q8 / q4 weights: auto\n"
           "                    (default: on), on, or off (fp32 products on the dequantized weights)\n"
@@ -440,7 +441,7 @@ int vlm_cmd_bench(int argc, char **argv)
         return 2;
     }
     if (concurrency)
-        return vlm_cmd_bench_concurrency(dir, quant, vlm_kv_type_name(kv), (int)threads, concurrency, json);
+        return vlm_cmd_bench_concurrency(dir, quant, vlm_kv_type_name(kv), (int)threads, concurrency, (int)reps, json);
     vlm_model_options mo = {.n_threads = (int)threads, .device = device, .kv_cache = kv};
     /* without --quant: a folder from `vlm quantize` runs as it was stored, any other in bf16 */
     if (quant ? vlm_quant_options_parse(quant, &mo.quant) : vlm_quant_options_default(dir, &mo.quant))

@@ -87,8 +87,11 @@ static void wait_tokens(stream *s, int n, int k)
         while (atomic_load(&s[i].n) < k) nanosleep(&(struct timespec){0, 200000}, NULL);
 }
 
-int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv, int threads, const char *list, int json)
+int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv, int threads, const char *list, int reps,
+                              int json)
 {
+    if (reps < 1) reps = 1;
+    if (reps > 16) reps = 16;
     int ns[32], nn = 0, max_n = 1;
     for (const char *p = list; *p && nn < 32;) {
         char *end;
@@ -156,25 +159,29 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
             for (int t = k0[i]; t < k0[i] + NEW; t++) in_window += s[i].t[t] > t_all && s[i].t[t] <= t_end;
         const double agg = t_end > t_all ? in_window / ((t_end - t_all) / 1e3) : 0;
         const double p50 = pct(gaps, ng, 0.5), p99 = pct(gaps, ng, 0.99);
-        /* n - 1 decoding, one arrives */
-        double ttft = ttft_alone, p99_arr = 0;
-        if (n > 1) {
-            for (int i = 0; i < n - 1 && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 1000 + 500 + i), vocab, NEW, &jobs[i]);
+        /* n - 1 decoding, one arrives: the medians of reps arrivals (one arrival's TTFT depends on where in
+         * a step it lands, and this figure on a shared machine drifts by a third from one run to the next) */
+        double ttft = ttft_alone, p99_arr = 0, ttfts[16], p99s[16];
+        for (int r = 0; n > 1 && r < reps && !rc; r++) {
+            for (int i = 0; i < n - 1 && !rc; i++)
+                rc = submit(e, &s[i], (uint64_t)(k * 1000 + 100 * r + 500 + i), vocab, NEW, &jobs[i]);
             if (rc) break;
             wait_tokens(s, n - 1, 8);
             const double a = cli_now_ms();
-            if ((rc = submit(e, &s[n - 1], (uint64_t)(k * 1000 + 900), vocab, NEW, &jobs[n - 1]))) break;
+            if ((rc = submit(e, &s[n - 1], (uint64_t)(k * 1000 + 100 * r + 590), vocab, NEW, &jobs[n - 1]))) break;
             wait_tokens(&s[n - 1], 1, 1);
             const double first = s[n - 1].t[0];
-            ttft = first - a;
+            ttfts[r] = first - a;
             wait_all(jobs, n);
             int na = 0;
             for (int i = 0; i < n - 1; i++)
                 for (int t = 1; t < NEW; t++)
                     if (s[i].t[t] >= a && s[i].t[t - 1] <= first + 1) gaps[na++] = s[i].t[t] - s[i].t[t - 1];
-            p99_arr = pct(gaps, na, 0.99);
+            p99s[r] = pct(gaps, na, 0.99);
             for (int i = 0; i < n; i++) vlm_job_free(jobs[i]);
         }
+        if (rc) break;
+        if (n > 1) ttft = pct(ttfts, reps, 0.5), p99_arr = pct(p99s, reps, 0.5);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "n", n);
         cJSON_AddNumberToObject(o, "aggregate_decode_tok_s", agg);

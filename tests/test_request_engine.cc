@@ -281,6 +281,33 @@ TEST(RequestEngine, CancelBeforeDuringPrefillAndDuringDecodeFreesEverything)
     vlm_job_free(g.job);
 }
 
+// Beside decoding streams a prompt goes in in the fewest steps its cap allows, in chunks that differ by at
+// most one token (a short last chunk would cost a whole step for a few tokens), never over the step's room.
+extern "C" int64_t vlm_prompt_chunk(int64_t left, int64_t cap, int64_t room);  // fusion/job.h (C11 atomics: not C++)
+
+TEST(RequestEngine, PromptChunksAreEqualAndFewest)
+{
+    EXPECT_EQ(vlm_prompt_chunk(128, 42, 42), 32);
+    EXPECT_EQ(vlm_prompt_chunk(128, 43, 43), 43);
+    EXPECT_EQ(vlm_prompt_chunk(85, 41, 41), 29);
+    EXPECT_EQ(vlm_prompt_chunk(30, 42, 42), 30);
+    EXPECT_EQ(vlm_prompt_chunk(128, 42, 10), 10);  // what room another prompt left in this step
+    EXPECT_EQ(vlm_prompt_chunk(0, 42, 42), 0);
+    for (int64_t left0 = 1; left0 <= 600; left0++)
+        for (int64_t cap = 16; cap <= 96; cap += 5) {
+            int64_t left = left0, steps = 0, lo = left0, hi = 0;
+            while (left > 0) {
+                const int64_t t = vlm_prompt_chunk(left, cap, cap);
+                ASSERT_GE(t, 1);
+                ASSERT_LE(t, cap);
+                lo = t < lo ? t : lo, hi = t > hi ? t : hi;
+                left -= t, steps++;
+            }
+            ASSERT_EQ(steps, (left0 + cap - 1) / cap) << left0 << " tokens, cap " << cap;
+            ASSERT_LE(hi - lo, 1) << left0 << " tokens, cap " << cap;
+        }
+}
+
 // vlm_engine_options.throughput: a prompt arriving while another request decodes goes in whole
 // prefill_chunk steps (batch jobs), where by default each step's prompt work is held to about 1.8x a
 // decode step (here, with the tiny model's cheap decode steps, the 16-token floor); either way its
