@@ -4,8 +4,8 @@
 
 #include "core/ops.h"
 
-/* Scale groups per row of a q8/q4 weight. */
-int64_t vlm_q_groups(const vlm_weight *W);
+/* Scale groups per row of a q8/q4 weight (inline: the kernels ask per panel, tile and group of rows). */
+static inline int64_t vlm_q_groups(const vlm_weight *W) { return (W->cols + W->group - 1) / W->group; }
 /* Row r of any weight as fp32 (q8/q4 dequantized: q * fp16 scale). */
 void vlm_q_dequant_row(const vlm_weight *W, int64_t r, float *dst);
 /* vlm_op_linear for weights with quant != VLM_WQ_NONE (core/ops_fast.c). */

@@ -43,8 +43,6 @@ int vlm_quant_spec_parse(const char *s, vlm_quant_spec *out)
     return VLM_OK;
 }
 
-int64_t vlm_q_groups(const vlm_weight *W) { return (W->cols + W->group - 1) / W->group; }
-
 size_t vlm_weight_bytes(const vlm_weight *W)
 {
     if (W->quant == VLM_WQ_Q8 || W->quant == VLM_WQ_Q4)
