@@ -381,7 +381,7 @@ static void usage(FILE *f)
           "  --concurrency L   the request engine instead: for each N in L (e.g. 1,4,8,16,32), N requests\n"
           "                    of 128 prompt tokens and 64 new ones at once (aggregate decode tok/s,\n"
           "                    inter-token latency p50/p99), then N - 1 decoding while one arrives (its TTFT\n"
-          "                    and the others' p99 gap meanwhile: medians of --reps arrivals)\n"
+          "                    and the others' p99 gap meanwhile: medians of --reps arrivals, at most 16)\n"
           "  --threads N       CPU threads (default: all cores)\n"
           "  --int8-act A      int8 activations in prefill / ViT products on q8 / q4 weights: auto\n"
           "                    (default: on), on, or off (fp32 products on the dequantized weights)\n"

@@ -6,8 +6,9 @@
  *   aggregate_decode_tok_s  tokens made while all N decode together / that time
  *   itl_p50_ms, itl_p99_ms  the gaps between a stream's tokens (all streams, whole run)
  *   ttft_ms                 submit to first token of a request arriving while N - 1 others decode
+ *                           (the median of --reps arrivals, at most 16)
  *   ttft_alone_ms           the same request's TTFT on an idle engine
- *   itl_p99_during_arrival_ms  the running streams' p99 gap while it was prefilled */
+ *   itl_p99_during_arrival_ms  the running streams' p99 gap while it was prefilled (median of the same) */
 #include "vlm.h"
 
 #include "fusion/config.h"
@@ -142,7 +143,7 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
             ttft_alone = pct(alone + 1, 3, 0.5);
         }
         /* n together: once every stream has its first token, their next NEW tokens are timed */
-        for (int i = 0; i < n && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 1000 + i), vocab, LONG, &jobs[i]);
+        for (int i = 0; i < n && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 100000 + i), vocab, LONG, &jobs[i]);
         if (rc) break;
         wait_tokens(s, n, 1);
         int k0[MAX_N];
@@ -166,11 +167,11 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
         double ttft = ttft_alone, p99_arr = 0, ttfts[16], p99s[16];
         for (int r = 0; n > 1 && r < reps && !rc; r++) {
             for (int i = 0; i < n - 1 && !rc; i++)
-                rc = submit(e, &s[i], (uint64_t)(k * 1000 + 100 * r + 500 + i), vocab, NEW, &jobs[i]);
+                rc = submit(e, &s[i], (uint64_t)(k * 100000 + 10000 * (r + 1) + i), vocab, NEW, &jobs[i]);
             if (rc) break;
             wait_tokens(s, n - 1, 8);
             const double a = cli_now_ms();
-            if ((rc = submit(e, &s[n - 1], (uint64_t)(k * 1000 + 100 * r + 590), vocab, NEW, &jobs[n - 1]))) break;
+            if ((rc = submit(e, &s[n - 1], (uint64_t)(k * 100000 + 10000 * (r + 1) + 9999), vocab, NEW, &jobs[n - 1]))) break;
             wait_tokens(&s[n - 1], 1, 1);
             const double first = s[n - 1].t[0];
             ttfts[r] = first - a;
