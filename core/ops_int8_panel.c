@@ -124,19 +124,16 @@ TGT void vlm_q_scales8_avx2(const uint16_t *const *sc, int64_t bpg, int64_t nb, 
         return;
     }
     for (int64_t b = 0; b < nb; b += 8) {
-        __m128i r0, r1, r2, r3, r4, r5, r6, r7;
         const int64_t left = nb - b;
-        if (left >= 8) {
-#define ROW(c) _mm_loadu_si128((const __m128i *)(sc[c] + b))
-            r0 = ROW(0), r1 = ROW(1), r2 = ROW(2), r3 = ROW(3), r4 = ROW(4), r5 = ROW(5), r6 = ROW(6), r7 = ROW(7);
-#undef ROW
-        } else {
-            uint16_t t[8][8] = {{0}};
-            for (int c = 0; c < 8; c++) memcpy(t[c], sc[c] + b, (size_t)left * sizeof(uint16_t));
-#define ROW(c) _mm_loadu_si128((const __m128i *)t[c])
-            r0 = ROW(0), r1 = ROW(1), r2 = ROW(2), r3 = ROW(3), r4 = ROW(4), r5 = ROW(5), r6 = ROW(6), r7 = ROW(7);
-#undef ROW
+        const uint16_t *src[8];
+        uint16_t t[8][8];
+        for (int c = 0; c < 8; c++) {
+            src[c] = left >= 8 ? sc[c] + b : t[c];
+            if (left < 8) memset(t[c], 0, sizeof t[c]), memcpy(t[c], sc[c] + b, (size_t)left * sizeof(uint16_t));
         }
+#define ROW(c) _mm_loadu_si128((const __m128i *)src[c])
+        const __m128i r0 = ROW(0), r1 = ROW(1), r2 = ROW(2), r3 = ROW(3), r4 = ROW(4), r5 = ROW(5), r6 = ROW(6), r7 = ROW(7);
+#undef ROW
         /* 8 x 8 transpose of 16-bit values: o_i = scale of block b + i for features 0..7 */
         const __m128i t0 = _mm_unpacklo_epi16(r0, r1), t1 = _mm_unpackhi_epi16(r0, r1);
         const __m128i t2 = _mm_unpacklo_epi16(r2, r3), t3 = _mm_unpackhi_epi16(r2, r3);
