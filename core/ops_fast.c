@@ -774,18 +774,32 @@ void vlm_linear_fast(float *y, const float *x, int64_t M, const vlm_weight *W, c
 
 #define MANY_MAX 64
 
+/* Products past the GEMV's rows that join the pass as int8 GEMMs, up to this many input rows (a batched
+ * decode step's shared experts, and routed experts given 4 or more tokens): run beside the others, each
+ * one's panels go to whichever thread is free instead of a pool pass of its own, and the compute-bound
+ * GEMMs overlap the memory-bound GEMVs. Prompts' longer products keep their own passes. */
+#define MANY_GEMM_MAX_ROWS 32
+
 typedef struct {
     const vlm_linear_job *jobs;
     int n;
     qgemv_job q[MANY_MAX];
-    int64_t first[MANY_MAX + 1]; /* prefix sums of rows */
+    vlm_int8_panels *gemm[MANY_MAX]; /* the jobs that run as int8 GEMMs (else NULL) */
+    int64_t first[MANY_MAX + 1];     /* prefix sums of rows */
     int64_t grain;
 } many_job;
 
+static int many_gemm(const vlm_linear_job *j)
+{
+    return j->M > vlm_gemv_max_rows(j->W) && j->M <= MANY_GEMM_MAX_ROWS &&
+           (j->W->quant == VLM_WQ_Q8 || j->W->quant == VLM_WQ_Q4) && vlm_int8_act_applies(j->W);
+}
+
 static int batchable(const vlm_linear_job *j)
 {
-    return j->M > 0 && j->M <= vlm_gemv_max_rows(j->W) && j->W->quant != VLM_WQ_NONE && j->W->rows > 0 &&
-           (j->W->quant != VLM_WQ_BF16 || j->W->dtype == VLM_DT_BF16);
+    if (j->M <= 0 || j->W->rows <= 0) return 0;
+    return many_gemm(j) || (j->M <= vlm_gemv_max_rows(j->W) && j->W->quant != VLM_WQ_NONE &&
+                            (j->W->quant != VLM_WQ_BF16 || j->W->dtype == VLM_DT_BF16));
 }
 
 /* Rows [b, e) of the concatenated row space; each chunk may span jobs. */
@@ -799,7 +813,9 @@ static void many_task(void *ctx, int64_t b, int64_t e)
         int64_t lo = b > mj->first[i] ? b - mj->first[i] : 0;
         int64_t hi = (e < mj->first[i + 1] ? e : mj->first[i + 1]) - mj->first[i];
         if (hi <= lo) continue;
-        if (j->W->quant == VLM_WQ_Q8 || j->W->quant == VLM_WQ_Q4)
+        if (many_gemm(j)) { /* the panels of 16 features that start in [lo, hi); none if not prepared */
+            if (mj->gemm[i]) vlm_int8_panels_run(mj->gemm[i], (lo + 15) / 16, (hi + 15) / 16);
+        } else if (j->W->quant == VLM_WQ_Q8 || j->W->quant == VLM_WQ_Q4)
             qgemv_range(&mj->q[i], lo, hi);
         else
             vlm_gemv_bf16_range(j->y, j->x, j->M, j->W, j->bias, lo, hi);
@@ -812,7 +828,8 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
     many_job *mj = calloc(1, sizeof *mj);
     size_t xbytes = 0;
     for (int i = 0; i < n; i++)
-        if (jobs[i].W->quant == VLM_WQ_Q8 || jobs[i].W->quant == VLM_WQ_Q4) xbytes += qx_bytes(jobs[i].W, jobs[i].M);
+        if (!many_gemm(&jobs[i]) && (jobs[i].W->quant == VLM_WQ_Q8 || jobs[i].W->quant == VLM_WQ_Q4))
+            xbytes += qx_bytes(jobs[i].W, jobs[i].M);
     uint8_t *xbuf = malloc(xbytes ? xbytes : 1);
     if (!mj || !xbuf) { /* out of memory: the single calls need less */
         free(mj);
@@ -826,11 +843,16 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
     for (int i = 0; i < n; i++) {
         const vlm_linear_job *j = &jobs[i];
         mj->first[i + 1] = mj->first[i] + j->W->rows;
+        if (many_gemm(j)) {
+            /* out of memory: run on its own after the pass (its rows are then skipped) */
+            mj->gemm[i] = vlm_int8_panels_prepare(j->y, j->x, j->M, j->W, j->bias);
+            continue;
+        }
         if (j->W->quant != VLM_WQ_Q8 && j->W->quant != VLM_WQ_Q4) continue;
         const int64_t K = j->W->cols, nb = (K + QB - 1) / QB;
-        /* the same input as the job before (gate and up of one MLP): quantized once */
+        /* the same input as the GEMV before (gate and up of one MLP): quantized once */
         int k = i - 1;
-        while (k >= 0 && jobs[k].W->quant != VLM_WQ_Q8 && jobs[k].W->quant != VLM_WQ_Q4) k--;
+        while (k >= 0 && (many_gemm(&jobs[k]) || (jobs[k].W->quant != VLM_WQ_Q8 && jobs[k].W->quant != VLM_WQ_Q4))) k--;
         if (k >= 0 && jobs[k].x == j->x && jobs[k].M == j->M && mj->q[k].nb == nb && jobs[k].W->cols == K &&
             (mj->q[k].pk != NULL) == q4_packed(j->W, nb) && mj->q[k].direct == vlm_q4_rows_applies(j->W, j->M)) {
             mj->q[i] = mj->q[k];
@@ -850,6 +872,9 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
     const int64_t grain = one_row ? chunk_rows(mj->first[n], threads, 4, 8, 4096)
                                   : chunk_rows(mj->first[n], threads, 16, 16, 256);
     vlm_pool_for(pool, mj->first[n], grain, many_task, mj);
+    for (int i = 0; i < n; i++)
+        if (many_gemm(&jobs[i]) && !(mj->gemm[i] && vlm_int8_panels_finish(mj->gemm[i])))
+            vlm_op_linear(jobs[i].y, jobs[i].x, jobs[i].M, jobs[i].W, jobs[i].bias);
     free(xbuf);
     free(mj);
 }

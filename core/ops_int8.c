@@ -103,7 +103,9 @@ void vlm_int8_quant_row(const float *x, int64_t K, int64_t nb, int8_t *q, float 
 
 void vlm_int8_quant_rows(const float *x, int64_t M, int64_t K, int64_t nb, int8_t *xq, float *xd)
 {
-    vlm_pool *pool = vlm_pool_default();
+    /* a decode step's few rows (under 64K values, a few microseconds) on the calling thread: a pool pass
+     * would cost as much as the work */
+    vlm_pool *pool = M * K < 65536 ? NULL : vlm_pool_default();
     const int64_t per = M / (4 * vlm_pool_threads(pool));
     xquant_job xj = {x, K, nb, xq, xd};
     vlm_pool_for(pool, M, per > 1 ? per : 1, xquant_task, &xj);

@@ -426,15 +426,24 @@ static void panel_task(void *ctx, int64_t b, int64_t e)
     free(buf);
 }
 
-int vlm_linear_int8_panel(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
+struct vlm_int8_panels {
+    panel_job j;
+    uint8_t *buf; /* xq[M][nb * QB], xd[M][nb], then x8[M][nb] (q4) or x16[M][nb * QB] (q8) */
+};
+
+vlm_int8_panels *vlm_int8_panels_prepare(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
 {
     const int64_t K = W->cols, nb = (K + QB - 1) / QB;
     const int q8 = W->quant == VLM_WQ_Q8;
-    /* one allocation: xq[M][nb * QB], xd[M][nb], then x8[M][nb] (q4) or x16[M][nb * QB] (q8) */
     const size_t qbytes = (size_t)(M * nb * QB), dbytes = (size_t)(M * nb) * sizeof(float);
     const size_t extra = q8 ? (size_t)(M * nb * QB) * sizeof(int16_t) : (size_t)(M * nb) * sizeof(int32_t);
+    vlm_int8_panels *p = malloc(sizeof *p);
     uint8_t *buf = malloc(qbytes + dbytes + extra);
-    if (!buf) return 0;
+    if (!p || !buf) {
+        free(p);
+        free(buf);
+        return NULL;
+    }
     int8_t *xq = (int8_t *)buf;
     float *xd = (float *)(buf + qbytes);
     void *rest = buf + qbytes + dbytes;
@@ -443,14 +452,34 @@ int vlm_linear_int8_panel(float *y, const float *x, int64_t M, const vlm_weight 
     avx = vlm_ops_avx2();
 #endif
     vlm_int8_quant_rows(x, M, K, nb, xq, xd);
-    panel_job j = {y, xq, xd, q8 ? NULL : rest, q8 ? rest : NULL, M, nb, W, bias, avx, q8, 0};
-    vlm_pool *pool = vlm_pool_default();
-    vlm_pool_for(pool, M, 16, q8 ? widen_task : offset_task, &j);
+    *p = (vlm_int8_panels){{y, xq, xd, q8 ? NULL : rest, q8 ? rest : NULL, M, nb, W, bias, avx, q8, 0}, buf};
+    vlm_pool_for(vlm_pool_default(), M, 16, q8 ? widen_task : offset_task, &p->j);
+    return p;
+}
+
+int64_t vlm_int8_panels_count(const vlm_int8_panels *p) { return (p->j.W->rows + NC - 1) / NC; }
+
+void vlm_int8_panels_run(vlm_int8_panels *p, int64_t b, int64_t e) { panel_task(&p->j, b, e); }
+
+int vlm_int8_panels_finish(vlm_int8_panels *p)
+{
+    const int ok = !p->j.failed;
+    free(p->buf);
+    free(p);
+    return ok;
+}
+
+static void panels_task(void *ctx, int64_t b, int64_t e) { vlm_int8_panels_run(ctx, b, e); }
+
+int vlm_linear_int8_panel(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
+{
+    vlm_int8_panels *p = vlm_int8_panels_prepare(y, x, M, W, bias);
+    if (!p) return 0;
     /* runs of consecutive panels per chunk (about 8 chunks per thread): each task reads one
      * stretch of weights front to back, prefetching the next panel as it goes */
-    const int64_t panels = (W->rows + NC - 1) / NC, threads = pool ? vlm_pool_threads(pool) : 1;
+    vlm_pool *pool = vlm_pool_default();
+    const int64_t panels = vlm_int8_panels_count(p), threads = pool ? vlm_pool_threads(pool) : 1;
     const int64_t grain = panels / (8 * threads) > 1 ? panels / (8 * threads) : 1;
-    vlm_pool_for(pool, panels, grain, panel_task, &j);
-    free(buf);
-    return !j.failed;
+    vlm_pool_for(pool, panels, grain, panels_task, p);
+    return vlm_int8_panels_finish(p);
 }

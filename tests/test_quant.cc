@@ -236,27 +236,39 @@ TEST(QuantKernels, GemmLargeShape) {
   check_linear(VLM_WQ_Q4, 128, 61, 300, 1152, false, "large");
 }
 
-// Several products in one pass give exactly what separate calls give (all formats, M < 4 and M >= 4).
+// Several products in one pass give exactly what separate calls give (all formats, M < 4 and M >= 4): the
+// GEMVs, the int8 GEMMs of up to 32 rows that run their panels inside the pass (whole and partial panels of 16
+// features, chunks that start inside a panel, with and without bias), and the products that run on their own
+// (a BF16 or fp32 weight, 33 rows).
 TEST(QuantKernels, LinearManyEqualsSeparateCalls) {
-  const vlm_wquant fmts[] = {VLM_WQ_Q8, VLM_WQ_Q4, VLM_WQ_BF16, VLM_WQ_Q8, VLM_WQ_NONE};
-  const int64_t Ms[] = {1, 3, 2, 5, 1}, Ns[] = {70, 33, 129, 40, 17}, Ks[] = {896, 100, 64, 96, 50};
-  for (int variant = 0; variant < 2; variant++) {
-    const int n = variant == 0 ? 3 : 5;  // the first three batch; with the rest, jobs run one by one
+  const vlm_wquant fmts[3][6] = {{VLM_WQ_Q8, VLM_WQ_Q4, VLM_WQ_BF16},
+                                 {VLM_WQ_Q8, VLM_WQ_Q4, VLM_WQ_BF16, VLM_WQ_Q8, VLM_WQ_NONE},
+                                 {VLM_WQ_Q4, VLM_WQ_Q4, VLM_WQ_Q4, VLM_WQ_Q8, VLM_WQ_Q4, VLM_WQ_BF16}};
+  const int64_t Ms[3][6] = {{1, 3, 2}, {1, 3, 2, 5, 1}, {8, 1, 2, 20, 33, 8}};
+  const int64_t Ns[3][6] = {{70, 33, 129}, {70, 33, 129, 40, 17}, {33, 70, 129, 40, 17, 300}};
+  const int64_t Ks[3][6] = {{896, 100, 64}, {896, 100, 64, 96, 50}, {100, 896, 64, 96, 50, 64}};
+  const int counts[3] = {3, 5, 6};
+  for (int variant = 0; variant < 3; variant++) {
+    SCOPED_TRACE(variant);
+    const int n = counts[variant];
     std::vector<Mat> mats;
     std::vector<vlm_weight> ws((size_t)n);
     std::vector<std::vector<float>> xs((size_t)n), a((size_t)n), b((size_t)n);
     std::vector<vlm_linear_job> jobs((size_t)n);
+    const std::vector<float> bias = random_x(1, 300, 99);
     for (int i = 0; i < n; i++) {
-      mats.push_back(random_mat(Ns[i], Ks[i], (unsigned)(i + 11)));
-      ws[(size_t)i] = fmts[i] == VLM_WQ_NONE ? mats.back().view() : convert(mats.back(), fmts[i], 32);
-      xs[(size_t)i] = random_x(Ms[i], Ks[i], (unsigned)i);
-      a[(size_t)i].assign((size_t)(Ms[i] * Ns[i]), 0);
-      b[(size_t)i].assign((size_t)(Ms[i] * Ns[i]), 0);
-      jobs[(size_t)i] = vlm_linear_job{a[(size_t)i].data(), xs[(size_t)i].data(), Ms[i], &ws[(size_t)i], nullptr};
+      const int64_t M = Ms[variant][i], N = Ns[variant][i], K = Ks[variant][i];
+      const vlm_wquant f = fmts[variant][i];
+      mats.push_back(random_mat(N, K, (unsigned)(i + 11)));
+      ws[(size_t)i] = f == VLM_WQ_NONE ? mats.back().view() : convert(mats.back(), f, 32);
+      xs[(size_t)i] = random_x(M, K, (unsigned)i);
+      a[(size_t)i].assign((size_t)(M * N), 0);
+      b[(size_t)i].assign((size_t)(M * N), 0);
+      jobs[(size_t)i] = vlm_linear_job{a[(size_t)i].data(), xs[(size_t)i].data(), M, &ws[(size_t)i], i % 2 ? bias.data() : nullptr};
     }
     vlm_op_linear_many(jobs.data(), n);
     for (int i = 0; i < n; i++) {
-      vlm_op_linear(b[(size_t)i].data(), xs[(size_t)i].data(), Ms[i], &ws[(size_t)i], nullptr);
+      vlm_op_linear(b[(size_t)i].data(), xs[(size_t)i].data(), Ms[variant][i], &ws[(size_t)i], jobs[(size_t)i].bias);
       EXPECT_EQ(a[(size_t)i], b[(size_t)i]) << "job " << i;
       vlm_weight_release(&ws[(size_t)i]);
     }
