@@ -784,7 +784,8 @@ typedef struct {
     const vlm_linear_job *jobs;
     int n;
     qgemv_job q[MANY_MAX];
-    vlm_int8_panels *gemm[MANY_MAX]; /* the jobs that run as int8 GEMMs (else NULL) */
+    char as_gemm[MANY_MAX];          /* many_gemm of each job, decided once per pass */
+    vlm_int8_panels *gemm[MANY_MAX]; /* their prepared GEMMs (NULL: out of memory, run after the pass) */
     int64_t first[MANY_MAX + 1];     /* prefix sums of rows */
     int64_t grain;
 } many_job;
@@ -813,7 +814,7 @@ static void many_task(void *ctx, int64_t b, int64_t e)
         int64_t lo = b > mj->first[i] ? b - mj->first[i] : 0;
         int64_t hi = (e < mj->first[i + 1] ? e : mj->first[i + 1]) - mj->first[i];
         if (hi <= lo) continue;
-        if (many_gemm(j)) { /* the panels of 16 features that start in [lo, hi); none if not prepared */
+        if (mj->as_gemm[i]) { /* the panels of 16 features that start in [lo, hi); none if not prepared */
             if (mj->gemm[i]) vlm_int8_panels_run(mj->gemm[i], (lo + 15) / 16, (hi + 15) / 16);
         } else if (j->W->quant == VLM_WQ_Q8 || j->W->quant == VLM_WQ_Q4)
             qgemv_range(&mj->q[i], lo, hi);
@@ -827,9 +828,12 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
 {
     many_job *mj = calloc(1, sizeof *mj);
     size_t xbytes = 0;
-    for (int i = 0; i < n; i++)
-        if (!many_gemm(&jobs[i]) && (jobs[i].W->quant == VLM_WQ_Q8 || jobs[i].W->quant == VLM_WQ_Q4))
+    for (int i = 0; i < n; i++) {
+        const int as_gemm = many_gemm(&jobs[i]);
+        if (mj) mj->as_gemm[i] = (char)as_gemm;
+        if (!as_gemm && (jobs[i].W->quant == VLM_WQ_Q8 || jobs[i].W->quant == VLM_WQ_Q4))
             xbytes += qx_bytes(jobs[i].W, jobs[i].M);
+    }
     uint8_t *xbuf = malloc(xbytes ? xbytes : 1);
     if (!mj || !xbuf) { /* out of memory: the single calls need less */
         free(mj);
@@ -843,7 +847,7 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
     for (int i = 0; i < n; i++) {
         const vlm_linear_job *j = &jobs[i];
         mj->first[i + 1] = mj->first[i] + j->W->rows;
-        if (many_gemm(j)) {
+        if (mj->as_gemm[i]) {
             /* out of memory: run on its own after the pass (its rows are then skipped) */
             mj->gemm[i] = vlm_int8_panels_prepare(j->y, j->x, j->M, j->W, j->bias);
             continue;
@@ -852,7 +856,7 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
         const int64_t K = j->W->cols, nb = (K + QB - 1) / QB;
         /* the same input as the GEMV before (gate and up of one MLP): quantized once */
         int k = i - 1;
-        while (k >= 0 && (many_gemm(&jobs[k]) || (jobs[k].W->quant != VLM_WQ_Q8 && jobs[k].W->quant != VLM_WQ_Q4))) k--;
+        while (k >= 0 && (mj->as_gemm[k] || (jobs[k].W->quant != VLM_WQ_Q8 && jobs[k].W->quant != VLM_WQ_Q4))) k--;
         if (k >= 0 && jobs[k].x == j->x && jobs[k].M == j->M && mj->q[k].nb == nb && jobs[k].W->cols == K &&
             (mj->q[k].pk != NULL) == q4_packed(j->W, nb) && mj->q[k].direct == vlm_q4_rows_applies(j->W, j->M)) {
             mj->q[i] = mj->q[k];
@@ -873,7 +877,7 @@ static void linear_many_pass(const vlm_linear_job *jobs, int n)
                                   : chunk_rows(mj->first[n], threads, 16, 16, 256);
     vlm_pool_for(pool, mj->first[n], grain, many_task, mj);
     for (int i = 0; i < n; i++)
-        if (many_gemm(&jobs[i]) && !(mj->gemm[i] && vlm_int8_panels_finish(mj->gemm[i])))
+        if (mj->as_gemm[i] && !(mj->gemm[i] && vlm_int8_panels_finish(mj->gemm[i])))
             vlm_op_linear(jobs[i].y, jobs[i].x, jobs[i].M, jobs[i].W, jobs[i].bias);
     free(xbuf);
     free(mj);

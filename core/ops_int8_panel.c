@@ -128,8 +128,13 @@ TGT void vlm_q_scales8_avx2(const uint16_t *const *sc, int64_t bpg, int64_t nb, 
         const uint16_t *src[8];
         uint16_t t[8][8];
         for (int c = 0; c < 8; c++) {
-            src[c] = left >= 8 ? sc[c] + b : t[c];
-            if (left < 8) memset(t[c], 0, sizeof t[c]), memcpy(t[c], sc[c] + b, (size_t)left * sizeof(uint16_t));
+            if (left >= 8) {
+                src[c] = sc[c] + b;
+                continue;
+            }
+            memset(t[c], 0, sizeof t[c]);
+            memcpy(t[c], sc[c] + b, (size_t)left * sizeof(uint16_t));
+            src[c] = t[c];
         }
 #define ROW(c) _mm_loadu_si128((const __m128i *)src[c])
         const __m128i r0 = ROW(0), r1 = ROW(1), r2 = ROW(2), r3 = ROW(3), r4 = ROW(4), r5 = ROW(5), r6 = ROW(6), r7 = ROW(7);
@@ -426,9 +431,9 @@ static void panel_task(void *ctx, int64_t b, int64_t e)
     free(buf);
 }
 
+/* One allocation: the job, then xq[M][nb * QB], xd[M][nb], then x8[M][nb] (q4) or x16[M][nb * QB] (q8). */
 struct vlm_int8_panels {
     panel_job j;
-    uint8_t *buf; /* xq[M][nb * QB], xd[M][nb], then x8[M][nb] (q4) or x16[M][nb * QB] (q8) */
 };
 
 vlm_int8_panels *vlm_int8_panels_prepare(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias)
@@ -437,13 +442,9 @@ vlm_int8_panels *vlm_int8_panels_prepare(float *y, const float *x, int64_t M, co
     const int q8 = W->quant == VLM_WQ_Q8;
     const size_t qbytes = (size_t)(M * nb * QB), dbytes = (size_t)(M * nb) * sizeof(float);
     const size_t extra = q8 ? (size_t)(M * nb * QB) * sizeof(int16_t) : (size_t)(M * nb) * sizeof(int32_t);
-    vlm_int8_panels *p = malloc(sizeof *p);
-    uint8_t *buf = malloc(qbytes + dbytes + extra);
-    if (!p || !buf) {
-        free(p);
-        free(buf);
-        return NULL;
-    }
+    vlm_int8_panels *p = malloc(sizeof *p + qbytes + dbytes + extra);
+    if (!p) return NULL;
+    uint8_t *buf = (uint8_t *)(p + 1);
     int8_t *xq = (int8_t *)buf;
     float *xd = (float *)(buf + qbytes);
     void *rest = buf + qbytes + dbytes;
@@ -452,7 +453,7 @@ vlm_int8_panels *vlm_int8_panels_prepare(float *y, const float *x, int64_t M, co
     avx = vlm_ops_avx2();
 #endif
     vlm_int8_quant_rows(x, M, K, nb, xq, xd);
-    *p = (vlm_int8_panels){{y, xq, xd, q8 ? NULL : rest, q8 ? rest : NULL, M, nb, W, bias, avx, q8, 0}, buf};
+    p->j = (panel_job){y, xq, xd, q8 ? NULL : rest, q8 ? rest : NULL, M, nb, W, bias, avx, q8, 0};
     vlm_pool_for(vlm_pool_default(), M, 16, q8 ? widen_task : offset_task, &p->j);
     return p;
 }
@@ -464,7 +465,6 @@ void vlm_int8_panels_run(vlm_int8_panels *p, int64_t b, int64_t e) { panel_task(
 int vlm_int8_panels_finish(vlm_int8_panels *p)
 {
     const int ok = !p->j.failed;
-    free(p->buf);
     free(p);
     return ok;
 }
