@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "media/url.h"
 #include "media/video.h"
@@ -51,12 +51,7 @@ void vlm_cap_run_file(const vlm_caption_options *o, const char *ext, char *buf, 
         snprintf(buf, size, "%s/captions%s", dir, ext);
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+static double now_s(void) { return vlm_now_ms() / 1e3; }
 
 /* ---- frames shared by the decoding thread and the segments using them ---- */
 typedef struct {
@@ -818,16 +813,8 @@ static void main_loop(run_ctx *c)
             pthread_mutex_unlock(&c->m);
             break;
         }
-        if (!progressed && !c->answers.head && !(c->queue.head && c->in_flight < c->opt.max_in_flight && !stopping)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&c->cv, &c->m, &ts);
-        }
+        if (!progressed && !c->answers.head && !(c->queue.head && c->in_flight < c->opt.max_in_flight && !stopping))
+            vlm_cond_wait_ms(&c->cv, &c->m, 200);
         pthread_mutex_unlock(&c->m);
     }
     /* what is left after a stop */

@@ -11,17 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_REQUEST_IMAGES 256
 #define MAX_STOPS 16
-
-double vlm_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 int64_t vlm_prompt_chunk(int64_t left, int64_t cap, int64_t room)
 {

@@ -7,6 +7,7 @@
 
 #include "vlm.h"
 
+#include "core/clock.h"
 #include "fusion/image_cache.h"
 #include "fusion/model.h"
 #include "text/detok_stream.h"
@@ -71,8 +72,6 @@ int vlm_job_accept(struct vlm_job *j, const vlm_model *m, int32_t id);
 /* Ends the job with reason r (error: code and the current error message): flushes the text,
  * fills the result. */
 void vlm_job_finish(struct vlm_job *j, vlm_finish_reason r, int error_code, const char *error);
-
-double vlm_now_ms(void);
 
 /* The tokens a step takes of a prompt with `left` to go when steps carry at most `cap` prompt tokens
  * (beside decoding streams) and this one has `room` left: the fewest steps, in equal chunks (128 under a

@@ -1,4 +1,5 @@
 #include "fusion/model.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "core/threadpool.h"
@@ -8,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct vlm_model {
     vlm_vl2_config cfg;
@@ -24,13 +24,6 @@ struct vlm_model {
     const vlm_backend *be; /* the decoder's backend when not the CPU (attached: see cuda/backend_cuda.h) */
     char device_note[512]; /* why the asked device is not used ("" when it is) */
 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* The asked device's backend, looked up before the weights load (a bad name fails fast). *be stays
  * NULL for the CPU and when CUDA is not usable at all: that is a fallback, not an error. */
@@ -318,7 +311,7 @@ int vlm_model_generate(const vlm_model *m, const vlm_request *r, const vlm_gener
     }
     if ((rc = vlm_kv_cache_create(m->lm, cap, &cache)) || (rc = vlm_sampler_create(&opt->sampler, (int)V, &sampler)))
         goto done;
-    double t0 = now_ms();
+    double t0 = vlm_now_ms();
     if (opt->inputs_embeds) {
         embeds = opt->inputs_embeds;
     } else {
@@ -328,7 +321,7 @@ int vlm_model_generate(const vlm_model *m, const vlm_request *r, const vlm_gener
         }
         if ((rc = vlm_model_embed(m, r, embeds, opt->vision_trace))) goto done;
     }
-    double t1 = now_ms();
+    double t1 = vlm_now_ms();
     out->vision_ms = t1 - t0;
     if (opt->prompt_logits) {
         rc = vlm_lm_forward(m->lm, cache, embeds, T, opt->prompt_logits, 1, opt->prompt_trace);
@@ -337,7 +330,7 @@ int vlm_model_generate(const vlm_model *m, const vlm_request *r, const vlm_gener
         rc = vlm_lm_forward(m->lm, cache, embeds, T, logits, 0, opt->prompt_trace);
     }
     if (rc) goto done;
-    double t2 = now_ms();
+    double t2 = vlm_now_ms();
     out->prefill_ms = t2 - t1;
     memcpy(history, r->ids, (size_t)T * sizeof(int32_t));
     int64_t n_hist = T;
@@ -357,7 +350,7 @@ int vlm_model_generate(const vlm_model *m, const vlm_request *r, const vlm_gener
         if (vlm_kv_cache_len(cache) >= cap) { out->stop = VLM_STOP_CONTEXT; break; }
         if ((rc = vlm_lm_embed(m->lm, &id, 1, x)) || (rc = vlm_lm_forward(m->lm, cache, x, 1, logits, 0, NULL))) goto done;
     }
-    out->decode_ms = now_ms() - t2;
+    out->decode_ms = vlm_now_ms() - t2;
 done:
     if (embeds != opt->inputs_embeds) free(embeds);
     free(logits);

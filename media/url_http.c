@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "media/url_internal.h"
 
@@ -219,13 +219,6 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     return k;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 typedef struct {
     long code;
     char location[2048];
@@ -321,7 +314,7 @@ int vlm_url_fetch_http(const char *url, const vlm_url_eff *e, vlm_url_blob *out)
     char cur[2048];
     if (strlen(url) >= sizeof cur) return vlm_errorf(VLM_ERR_INVALID, "URL is too long (%zu bytes)", strlen(url));
     snprintf(cur, sizeof cur, "%s", url);
-    double deadline = now_ms() + (double)e->total_ms;
+    double deadline = vlm_now_ms() + (double)e->total_ms;
     for (int hop = 0;; hop++) {
         http_target t;
         int rc = parse_target(cur, e, &t);
@@ -334,7 +327,7 @@ int vlm_url_fetch_http(const char *url, const vlm_url_eff *e, vlm_url_blob *out)
         } else if ((rc = resolve_and_filter(&t, e, &pins)) != VLM_OK) {
             return hop ? vlm_error_prefix(rc, "redirect %d", hop) : rc;
         }
-        long remaining = (long)(deadline - now_ms());
+        long remaining = (long)(deadline - vlm_now_ms());
         if (remaining <= 0) return vlm_errorf(VLM_ERR_IO, "fetching '%.80s' timed out", url);
         body_buf body = {NULL, 0, 0, e->max_bytes, 0};
         hop_result hr;

@@ -2,6 +2,7 @@
 #ifndef VLM_SAMPLES_CLI_H
 #define VLM_SAMPLES_CLI_H
 
+#include "core/clock.h"
 #include "text/decoder.h"
 
 #include <stdint.h>
@@ -23,7 +24,6 @@ int cli_fail(const char *cmd);
 int cli_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out);
 int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
 /* Monotonic clock in milliseconds. */
-double cli_now_ms(void);
 /* vlm bench --concurrency (samples/cmd_bench_serve.c) */
 int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv, int threads, const char *list, int reps,
                               int json);

@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 int cli_fail(const char *cmd)
 {
@@ -64,9 +63,3 @@ const char *cli_int8_act_name(void)
     return mode < 0 ? "auto" : mode ? "on" : "off";
 }
 
-double cli_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}

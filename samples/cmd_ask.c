@@ -622,9 +622,9 @@ int vlm_cmd_ask(int argc, char **argv)
     if (a.ids_text && parse_ids(a.ids_text, &ids, &n_ids)) goto fail;
     vlm_engine_options eo = {.n_threads = (int)a.threads, .max_context = a.context, .device = a.device,
                              .quant = a.quant, .kv_cache = vlm_kv_type_name(a.kv_cache), .max_running = 1};
-    const double t0 = cli_now_ms();
+    const double t0 = vlm_now_ms();
     if (vlm_engine_open(a.model_dir, &eo, &s.e)) goto fail;
-    s.load_ms = cli_now_ms() - t0;
+    s.load_ms = vlm_now_ms() - t0;
     if (vlm_engine_device_note(s.e)) fprintf(stderr, "vlm ask: %s\n", vlm_engine_device_note(s.e));
     /* Ctrl-C stops the answer under way (in a chat: back to the prompt, where it leaves) */
     struct sigaction sa = {0};

@@ -24,17 +24,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_REPS 100
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 typedef struct {
     double v[MAX_REPS];
@@ -106,9 +98,9 @@ static double measure_bandwidth(void)
             memset(buf, 1, (size_t)bytes);
             for (int r = 0; r < 8; r++) {
                 bw_job j = {buf, bytes / 8, {0}};
-                double t0 = now_ms();
+                double t0 = vlm_now_ms();
                 vlm_pool_for(vlm_pool_default(), 64, 1, bw_task, &j);
-                double ms = now_ms() - t0, gb = (double)bytes / 1e9 / (ms / 1e3);
+                double ms = vlm_now_ms() - t0, gb = (double)bytes / 1e9 / (ms / 1e3);
                 if (gb > best) best = gb;
             }
         }
@@ -237,9 +229,9 @@ static int bench_vit(vlm_model *m, series *out, int reps)
     for (int64_t i = 0; rc == VLM_OK && i < n; i++) r.ids[i] = vlm_tokenizer_special(tok)->image;
     r.n_ids = n;
     for (int i = 0; rc == VLM_OK && i < reps; i++) {
-        double t0 = now_ms();
+        double t0 = vlm_now_ms();
         rc = vlm_model_embed(m, &r, emb, NULL);
-        out->v[out->n++] = (now_ms() - t0) / (double)tiles;
+        out->v[out->n++] = (vlm_now_ms() - t0) / (double)tiles;
     }
     free(emb);
     vlm_request_free(&r);
@@ -270,9 +262,9 @@ static int bench_prefill(vlm_model *m, int64_t T, int image, series *out, int re
     if (rc == VLM_OK) rc = vlm_kv_cache_create(lm, T, &cache);
     for (int i = 0; rc == VLM_OK && i < reps; i++) {
         vlm_kv_cache_reset(cache);
-        double t0 = now_ms();
+        double t0 = vlm_now_ms();
         rc = vlm_lm_forward(lm, cache, emb, T, logits, 0, NULL);
-        out->v[out->n++] = (double)T / ((now_ms() - t0) / 1e3);
+        out->v[out->n++] = (double)T / ((vlm_now_ms() - t0) / 1e3);
     }
     vlm_kv_cache_free(cache);
     free(emb);
@@ -296,13 +288,13 @@ static int bench_decode(vlm_model *m, int64_t P, int64_t steps, series *out, int
         vlm_kv_cache_reset(cache);
         rc = vlm_lm_embed(lm, ids, P, emb);
         if (rc == VLM_OK) rc = vlm_lm_forward(lm, cache, emb, P, logits, 0, NULL);
-        double t0 = now_ms();
+        double t0 = vlm_now_ms();
         for (int64_t k = 0; rc == VLM_OK && k < steps; k++) {
             int32_t id = argmax(logits, c->vocab_size);
             if ((rc = vlm_lm_embed(lm, &id, 1, emb))) break;
             rc = vlm_lm_forward(lm, cache, emb, 1, logits, 0, NULL);
         }
-        if (rc == VLM_OK) out->v[out->n++] = (double)steps / ((now_ms() - t0) / 1e3);
+        if (rc == VLM_OK) out->v[out->n++] = (double)steps / ((vlm_now_ms() - t0) / 1e3);
     }
     vlm_kv_cache_free(cache);
     free(emb);
@@ -319,7 +311,7 @@ static int on_first(void *user, int32_t id)
 {
     (void)id;
     ttft_state *s = user;
-    s->first = now_ms() - s->t0;
+    s->first = vlm_now_ms() - s->t0;
     return 1; /* stop after the first token */
 }
 
@@ -331,7 +323,7 @@ static int bench_ttft(vlm_model *m, series *out, int64_t *prompt_tokens, int rep
     vlm_chat_message msgs[2] = {{"user", "<image>\nDescribe this image in one sentence."}, {"assistant", ""}};
     int rc = VLM_OK;
     for (int i = 0; rc == VLM_OK && i < reps; i++) {
-        ttft_state st = {now_ms(), 0};
+        ttft_state st = {vlm_now_ms(), 0};
         vlm_request r;
         if ((rc = vlm_model_build_request(m, msgs, 2, &im, 1, &r))) break;
         vlm_generate_options go = {0};
@@ -448,11 +440,11 @@ int vlm_cmd_bench(int argc, char **argv)
         return cli_fail("bench");
     if (threads > 0) vlm_pool_default_set_threads((int)threads);
     const double bw = measure_bandwidth();
-    double t0 = now_ms();
+    double t0 = vlm_now_ms();
     vlm_model *m;
     if (vlm_model_load(dir, &mo, &m)) return cli_fail("bench");
     if (vlm_model_device_note(m)) fprintf(stderr, "vlm bench: %s\n", vlm_model_device_note(m));
-    const double load_ms = now_ms() - t0;
+    const double load_ms = vlm_now_ms() - t0;
     const vlm_vl2_config *cfg = vlm_model_config(m);
     const model_bytes mb = count_bytes(cfg, &mo.quant);
     series vit = {0}, pre = {0}, pre_img = {0}, dec = {0}, dec_ctx = {0}, ttft = {0};

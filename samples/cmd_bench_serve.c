@@ -38,7 +38,7 @@ static int on_token(void *user, int32_t id)
     (void)id;
     stream *s = user;
     int i = atomic_load(&s->n);
-    if (i <= LONG) s->t[i] = cli_now_ms();
+    if (i <= LONG) s->t[i] = vlm_now_ms();
     atomic_store(&s->n, i + 1);
     return 0;
 }
@@ -111,9 +111,9 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
     vlm_engine_options eo = {.n_threads = threads, .quant = quant, .kv_cache = kv, .max_running = max_n,
                              .max_waiting = max_n + 1, .prefix_cache_mib = -1, .prefill_chunk = 512};
     vlm_engine *e;
-    const double t0 = cli_now_ms();
+    const double t0 = vlm_now_ms();
     if (vlm_engine_open(dir, &eo, &e)) return cli_fail("bench");
-    if (!json) fprintf(stderr, "vlm bench: engine open in %.0f ms (%s)\n", cli_now_ms() - t0, quant ? quant : "default");
+    if (!json) fprintf(stderr, "vlm bench: engine open in %.0f ms (%s)\n", vlm_now_ms() - t0, quant ? quant : "default");
     vlm_vl2_config cfg;
     if (vlm_vl2_config_load(dir, &cfg)) {
         vlm_engine_close(e);
@@ -134,7 +134,7 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
         if (!ttft_alone) {
             double alone[4];
             for (int r = 0; r < 4 && !rc; r++) {
-                const double a = cli_now_ms();
+                const double a = vlm_now_ms();
                 if ((rc = submit(e, &s[0], 999 + (uint64_t)r, vocab, NEW, &jobs[0]))) break;
                 wait_tokens(&s[0], 1, 1);
                 alone[r] = s[0].t[0] - a;
@@ -149,7 +149,7 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
         wait_tokens(s, n, 1);
         int k0[MAX_N];
         for (int i = 0; i < n; i++) k0[i] = atomic_load(&s[i].n);
-        const double t_all = cli_now_ms();
+        const double t_all = vlm_now_ms();
         for (int i = 0; i < n; i++) wait_tokens(&s[i], 1, k0[i] + NEW);
         for (int i = 0; i < n; i++) vlm_job_free(jobs[i]);
         double t_end = 1e300;
@@ -171,7 +171,7 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
                 rc = submit(e, &s[i], (uint64_t)(k * 100000 + 10000 * (r + 1) + i), vocab, NEW, &jobs[i]);
             if (rc) break;
             wait_tokens(s, n - 1, 8);
-            const double a = cli_now_ms();
+            const double a = vlm_now_ms();
             if ((rc = submit(e, &s[n - 1], (uint64_t)(k * 100000 + 10000 * (r + 1) + 9999), vocab, NEW, &jobs[n - 1]))) break;
             wait_tokens(&s[n - 1], 1, 1);
             const double first = s[n - 1].t[0];

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "server/chat_response.h"
 
@@ -68,12 +69,7 @@ struct req {
     srv_resp_info info;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+static double now_s(void) { return vlm_now_ms() / 1e3; }
 
 static double wall_s(void)
 {
@@ -224,14 +220,7 @@ static void cancel_job(req *r)
 /* Waits (r->mu held) up to 200 ms for news; cancels the job when the client went away. 1 = go on, 0 = give up. */
 static int wait_news(req *r)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 200 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    vlm_cond_wait_ms(&r->cv, &r->mu, 200);
     if (r->done) return 1;
     if (client_gone(r)) {
         cancel_job(r);
@@ -744,13 +733,7 @@ static void wait_idle(srv *s, double deadline)
     while (s->active > 0) {
         double left = deadline - now_s();
         if (left <= 0) break;
-        if (left > 0.1) left = 0.1;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long long ns = ts.tv_nsec + (long long)(left * 1e9);
-        ts.tv_sec += (time_t)(ns / 1000000000LL);
-        ts.tv_nsec = (long)(ns % 1000000000LL);
-        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        vlm_cond_wait_ms(&s->cv, &s->mu, left > 0.1 ? 100 : left * 1e3);
     }
 }
 
