@@ -3,8 +3,8 @@
  * together; once all N have their first token (their prompts go in as the engine schedules them),
  * the next 64 tokens of every stream are timed, with all N decoding (as llama-batched-bench's S_TG
  * times generation after the prompts); then N - 1 decoding while one more arrives. Figures:
- *   aggregate_decode_tok_s  tokens made while all N decode together / that time
- *   itl_p50_ms, itl_p99_ms  the gaps between a stream's tokens (all streams, whole run)
+ *   aggregate_decode_tok_s  tokens made while all N decode together / that time (the median of --reps rounds)
+ *   itl_p50_ms, itl_p99_ms  the gaps between a stream's tokens (all streams, all those rounds)
  *   ttft_ms                 submit to first token of a request arriving while N - 1 others decode
  *                           (the median of --reps arrivals, at most 16)
  *   ttft_alone_ms           the same request's TTFT on an idle engine
@@ -143,26 +143,32 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
             if (rc) break;
             ttft_alone = pct(alone + 1, 3, 0.5);
         }
-        /* n together: once every stream has its first token, their next NEW tokens are timed */
-        for (int i = 0; i < n && !rc; i++) rc = submit(e, &s[i], (uint64_t)(k * 100000 + i), vocab, LONG, &jobs[i]);
-        if (rc) break;
-        wait_tokens(s, n, 1);
-        int k0[MAX_N];
-        for (int i = 0; i < n; i++) k0[i] = atomic_load(&s[i].n);
-        const double t_all = vlm_now_ms();
-        for (int i = 0; i < n; i++) wait_tokens(&s[i], 1, k0[i] + NEW);
-        for (int i = 0; i < n; i++) vlm_job_free(jobs[i]);
-        double t_end = 1e300;
+        /* n together: once every stream has its first token, their next NEW tokens are timed; the
+         * median of --reps rounds (one round's figure drifts by 10-20 % here), the gaps of all rounds */
+        double aggs[MAX_ARRIVALS];
         int ng = 0;
-        for (int i = 0; i < n; i++) {
-            if (s[i].t[k0[i] + NEW - 1] < t_end) t_end = s[i].t[k0[i] + NEW - 1];
-            for (int t = k0[i]; t < k0[i] + NEW; t++) gaps[ng++] = s[i].t[t] - s[i].t[t - 1];
+        for (int r = 0; r < reps && !rc; r++) {
+            for (int i = 0; i < n && !rc; i++)
+                rc = submit(e, &s[i], (uint64_t)(k * 100000 + i) + (uint64_t)r * 1000003u, vocab, LONG, &jobs[i]);
+            if (rc) break;
+            wait_tokens(s, n, 1);
+            int k0[MAX_N];
+            for (int i = 0; i < n; i++) k0[i] = atomic_load(&s[i].n);
+            const double t_all = vlm_now_ms();
+            for (int i = 0; i < n; i++) wait_tokens(&s[i], 1, k0[i] + NEW);
+            for (int i = 0; i < n; i++) vlm_job_free(jobs[i]);
+            double t_end = 1e300;
+            for (int i = 0; i < n; i++) {
+                if (s[i].t[k0[i] + NEW - 1] < t_end) t_end = s[i].t[k0[i] + NEW - 1];
+                for (int t = k0[i]; t < k0[i] + NEW; t++) gaps[ng++] = s[i].t[t] - s[i].t[t - 1];
+            }
+            int64_t in_window = 0;
+            for (int i = 0; i < n; i++)
+                for (int t = k0[i]; t < k0[i] + NEW; t++) in_window += s[i].t[t] > t_all && s[i].t[t] <= t_end;
+            aggs[r] = t_end > t_all ? in_window / ((t_end - t_all) / 1e3) : 0;
         }
-        int64_t in_window = 0;
-        for (int i = 0; i < n; i++)
-            for (int t = k0[i]; t < k0[i] + NEW; t++) in_window += s[i].t[t] > t_all && s[i].t[t] <= t_end;
-        const double agg = t_end > t_all ? in_window / ((t_end - t_all) / 1e3) : 0;
-        const double p50 = pct(gaps, ng, 0.5), p99 = pct(gaps, ng, 0.99);
+        if (rc) break;
+        const double agg = pct(aggs, reps, 0.5), p50 = pct(gaps, ng, 0.5), p99 = pct(gaps, ng, 0.99);
         /* n - 1 decoding, one arrives: the medians of reps arrivals (one arrival's TTFT depends on where in
          * a step it lands, and this figure on a shared machine drifts by a third from one run to the next) */
         double ttft = ttft_alone, p99_arr = 0, ttfts[MAX_ARRIVALS], p99s[MAX_ARRIVALS];
