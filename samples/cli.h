@@ -23,7 +23,6 @@ int cli_fail(const char *cmd);
 /* Parses a whole decimal integer/float option value; prints an error and returns -1 if invalid. */
 int cli_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out);
 int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
-/* Monotonic clock in milliseconds. */
 /* vlm bench --concurrency (samples/cmd_bench_serve.c) */
 int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv, int threads, const char *list, int reps,
                               int json);

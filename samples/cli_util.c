@@ -62,4 +62,3 @@ const char *cli_int8_act_name(void)
     const int mode = vlm_ops_int8_activations();
     return mode < 0 ? "auto" : mode ? "on" : "off";
 }
-
