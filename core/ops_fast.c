@@ -814,8 +814,9 @@ static void many_task(void *ctx, int64_t b, int64_t e)
         int64_t lo = b > mj->first[i] ? b - mj->first[i] : 0;
         int64_t hi = (e < mj->first[i + 1] ? e : mj->first[i + 1]) - mj->first[i];
         if (hi <= lo) continue;
-        if (mj->as_gemm[i]) { /* the panels of 16 features that start in [lo, hi); none if not prepared */
-            if (mj->gemm[i]) vlm_int8_panels_run(mj->gemm[i], (lo + 15) / 16, (hi + 15) / 16);
+        if (mj->as_gemm[i]) { /* the panels that start in [lo, hi); none if not prepared */
+            const int64_t w = VLM_INT8_PANEL_FEATURES;
+            if (mj->gemm[i]) vlm_int8_panels_run(mj->gemm[i], (lo + w - 1) / w, (hi + w - 1) / w);
         } else if (j->W->quant == VLM_WQ_Q8 || j->W->quant == VLM_WQ_Q4)
             qgemv_range(&mj->q[i], lo, hi);
         else

@@ -38,7 +38,7 @@
 #endif
 
 #define QB 32 /* block of inputs sharing one scale */
-#define NC 16 /* output features per task (two vectors of 8) */
+#define NC VLM_INT8_PANEL_FEATURES /* output features per panel (two vectors of 8) */
 #define MR 3  /* input rows per tile */
 #define PF_TILES 4 /* tiles over which the next panel is prefetched */
 

@@ -62,10 +62,11 @@ int vlm_int8_act_applies(const vlm_weight *W);
 /* vlm_linear_int8 past its argument checks (ops_int8_panel.c). */
 int vlm_linear_int8_panel(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 /* The same product in pieces, for a pass that runs it beside others (vlm_op_linear_many): prepare quantizes
- * the inputs (NULL when memory ran out), run computes output panels [b, e) of 16 features (any thread, each
+ * the inputs (NULL when memory ran out), run computes output panels [b, e) of VLM_INT8_PANEL_FEATURES (any thread, each
  * panel once), finish frees it and returns 1, or 0 when a piece ran out of memory (y is then to be computed
  * another way). */
 typedef struct vlm_int8_panels vlm_int8_panels;
+#define VLM_INT8_PANEL_FEATURES 16 /* output features per panel */
 vlm_int8_panels *vlm_int8_panels_prepare(float *y, const float *x, int64_t M, const vlm_weight *W, const float *bias);
 int64_t vlm_int8_panels_count(const vlm_int8_panels *p);
 void vlm_int8_panels_run(vlm_int8_panels *p, int64_t b, int64_t e);

@@ -26,7 +26,7 @@
 #define NEW 64
 #define LONG 1024 /* phase one's requests run on until their 64 timed tokens are in, then are cancelled */
 #define MAX_N 256
-#define MAX_ARRIVALS 16 /* --reps arrivals per figure, at most */
+#define MAX_ROUNDS 16 /* --reps rounds (all N together) and arrivals per figure, at most */
 
 typedef struct {
     double t[LONG + 1];
@@ -95,7 +95,7 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
                               int json)
 {
     if (reps < 1) reps = 1;
-    if (reps > MAX_ARRIVALS) reps = MAX_ARRIVALS;
+    if (reps > MAX_ROUNDS) reps = MAX_ROUNDS;
     int ns[32], nn = 0, max_n = 1;
     for (const char *p = list; *p && nn < 32;) {
         char *end;
@@ -145,7 +145,7 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
         }
         /* n together: once every stream has its first token, their next NEW tokens are timed; the
          * median of --reps rounds (one round's figure drifts by 10-20 % here), the gaps of all rounds */
-        double aggs[MAX_ARRIVALS];
+        double aggs[MAX_ROUNDS];
         int ng = 0;
         for (int r = 0; r < reps && !rc; r++) {
             for (int i = 0; i < n && !rc; i++)
@@ -171,7 +171,7 @@ int vlm_cmd_bench_concurrency(const char *dir, const char *quant, const char *kv
         const double agg = pct(aggs, reps, 0.5), p50 = pct(gaps, ng, 0.5), p99 = pct(gaps, ng, 0.99);
         /* n - 1 decoding, one arrives: the medians of reps arrivals (one arrival's TTFT depends on where in
          * a step it lands, and this figure on a shared machine drifts by a third from one run to the next) */
-        double ttft = ttft_alone, p99_arr = 0, ttfts[MAX_ARRIVALS], p99s[MAX_ARRIVALS];
+        double ttft = ttft_alone, p99_arr = 0, ttfts[MAX_ROUNDS], p99s[MAX_ROUNDS];
         for (int r = 0; n > 1 && r < reps && !rc; r++) {
             for (int i = 0; i < n - 1 && !rc; i++)
                 rc = submit(e, &s[i], (uint64_t)(k * 100000 + 10000 * (r + 1) + i), vocab, NEW, &jobs[i]);
